@@ -1,0 +1,35 @@
+# Quick start:  make demo   (set-up + train DMD on the embedded synthetic data set)
+#               make test   (set-up + the test suite)
+# Set-up creates .venv. It installs torch only if .venv has none: TORCH defaults to the CPU build
+# torch==2.13.0; a torch you installed into .venv yourself (CUDA, ROCm) is kept.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH)"
+	$(BIN)/python -m pip install -e ".[dev]" -c constraints.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/emodistill train --config dmd_synth_demo --quiet
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/train_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from emodistill.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""What the training loop expects of every registered model.
+
+A model is a plain ``nn.Module`` built from a :class:`~emodistill.spec.DatasetSpec` and a config
+dataclass (kept as ``model.config``), with two methods:
+
+* ``forward(batch) -> output``: ``batch`` is the dict a :class:`~emodistill.data.loader.BatchLoader`
+  yields; ``output`` is a dataclass with at least ``prediction`` of shape ``(B, 1)``.
+* ``compute_losses(output, labels) -> dict[str, Tensor]``: ``labels`` is ``(B,)``; the dict holds the
+  differentiable total under ``"loss"`` and any named terms (for logging) beside it.
+
+Keeping the loss on the model (not in the loop) lets every architecture own its objective, as DMD's
+eight heads, self-regression and graph distillation need, while the loop stays generic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from emodistill.spec import DatasetSpec
+
+
+@dataclass
+class ModelOutput:
+    """Minimal output: the sentiment score per sample, shape ``(B, 1)``."""
+
+    prediction: Tensor
+
+
+class MERModel(nn.Module):
+    """Base class: stores the spec and config, provides the default L1 objective."""
+
+    name: str = ""
+
+    def __init__(self, spec: DatasetSpec, config) -> None:
+        super().__init__()
+        self.spec = spec
+        self.config = config
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    def compute_losses(self, output: ModelOutput, labels: Tensor) -> dict[str, Tensor]:
+        loss = nn.functional.l1_loss(output.prediction, labels.view(-1, 1))
+        return {"loss": loss, "task": loss.detach()}
+
+    @torch.no_grad()
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        """Eval-mode scores ``(B,)`` for a batch (the caller sets ``eval()``)."""
+        return self(batch).prediction.view(-1)
