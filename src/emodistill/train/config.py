@@ -174,5 +174,16 @@ def apply_overrides(d: dict[str, Any], overrides: list[tuple[str, str]]) -> dict
     return d
 
 
+def plain(obj: Any) -> Any:
+    """Tuples to lists, recursively, so that YAML/JSON writers accept config dicts."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, str):
+        return str(obj)  # str subclasses such as torch's TorchVersion
+    return obj
+
+
 def dump_yaml(d: dict[str, Any]) -> str:
-    return yaml.safe_dump(d, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(plain(d), sort_keys=False, default_flow_style=None)

@@ -1,0 +1,246 @@
+"""Command line: ``emodistill <verb>``. Each verb is a thin wrapper over a public function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DESCRIPTION = """\
+emodistill: multimodal emotion recognition with decoupled multimodal distillation (DMD, DHMD).
+
+  emodistill train --model dmd --data synth             train DMD on the embedded synthetic data set
+  emodistill train --config dmd_mosi_aligned --data MOSI/Processed/aligned_50.pkl
+  emodistill evaluate runs/X/best.ckpt --data FILE.pkl  evaluate a checkpoint on a split
+  emodistill data check FILE.pkl                       validate an MMSA pickle and describe it
+  emodistill data synth -o synth.pkl                   write the synthetic data set as an MMSA pickle
+  emodistill models | recipes                          list registered models / shipped recipes
+  emodistill import-official dmd.pth --dataset mosi --setting aligned -o model.ckpt
+"""
+
+
+def _parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
+    """``--train.lr 3e-4 --model.d=30`` -> [("train.lr", "3e-4"), ("model.d", "30")]."""
+    out, i = [], 0
+    while i < len(extra):
+        tok = extra[i]
+        if not tok.startswith("--") or "." not in tok:
+            raise SystemExit(f"emodistill train: unrecognised argument {tok!r} (overrides look like --train.lr 3e-4)")
+        key = tok[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(extra):
+                raise SystemExit(f"emodistill train: override {tok} needs a value")
+            value = extra[i + 1]
+            i += 2
+        out.append((key, value))
+    return out
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from emodistill.data import load_dataset
+    from emodistill.train.config import RunConfig, apply_overrides, load_recipe
+    import yaml
+
+    from emodistill.train.config import dump_yaml
+    from emodistill.train.run import fit, fit_seeds, metrics_table, write_text
+
+    overrides = _parse_overrides(extra)
+    if args.resume:
+        root = Path(args.resume)
+        run_file = root / "run.yaml"
+        if not run_file.is_file():
+            raise SystemExit(f"--resume: {run_file} not found; is {root} an emodistill run directory?")
+        saved = yaml.safe_load(run_file.read_text())
+        cfg = RunConfig.from_dict(saved["config"], origin=str(run_file))
+        seeds = saved.get("seeds")
+        if overrides or args.config or args.model or args.data:
+            raise SystemExit("--resume takes the run's own configuration; drop the other options")
+    else:
+        d = load_recipe(args.config) if args.config else {}
+        if args.model:
+            d.setdefault("model", {})
+            if d["model"].get("name") not in (None, args.model):
+                d["model"] = {}  # a recipe for another model: its hyper-parameters don't apply
+            d["model"]["name"] = args.model
+        if args.data:
+            d.setdefault("data", {})["source"] = args.data
+        for key, value in (("max_epochs", args.epochs), ("device", args.device)):
+            if value is not None:
+                d.setdefault("train", {})[key] = value
+        d = apply_overrides(d, overrides)
+        cfg = RunConfig.from_dict(d, origin=args.config or "command line")
+        seeds = args.seeds
+        name = f"{cfg.model}-{Path(cfg.data.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        root = Path(args.run_dir) if args.run_dir else Path("runs") / name
+        if root.exists() and any(root.iterdir()):
+            raise SystemExit(f"{root}: run directory is not empty (use --resume {root} to continue it)")
+        root.mkdir(parents=True, exist_ok=True)
+        write_text(root / "run.yaml", dump_yaml({"config": cfg.to_dict(), "seeds": seeds}))
+
+    data = load_dataset(
+        cfg.data.source, dataset=cfg.data.dataset, strict_hash=cfg.data.strict_hash,
+        replace_nonfinite=cfg.data.replace_nonfinite,
+    )
+    if seeds and len(seeds) > 1:
+        out = fit_seeds(cfg, data, root, seeds, resume=bool(args.resume), quiet=args.quiet)
+        print((root / "summary.md").read_text())
+    else:
+        if seeds:
+            cfg.train.seed = seeds[0]
+        results = fit(cfg, data, root, resume=bool(args.resume), quiet=args.quiet)
+        print(f"Test metrics ({cfg.model}, seed {results['seed']}, best epoch {results['best_epoch']}"
+              f" of {results['epochs_run']}):")
+        print(metrics_table(results["test"]))
+    print(f"run directory: {root}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from emodistill.data import load_dataset
+    from emodistill.data.loader import BatchLoader
+    from emodistill.train.checkpoint import load_checkpoint
+    from emodistill.train.loop import predict, resolve_device
+    from emodistill.evaluate import check_compatible
+    from emodistill.train.metrics import compute_metrics
+    from emodistill.train.run import metrics_table, predictions_csv, write_text
+
+    device = resolve_device(args.device)
+    model, ckpt = load_checkpoint(args.checkpoint, device)
+    data = load_dataset(args.data, dataset=args.dataset, strict_hash=args.strict_hash)
+    check_compatible(model, data.spec, args.checkpoint, args.data)
+    split = data.splits[args.split]
+    pred = predict(model, BatchLoader(split, args.batch_size, shuffle=False, device=device))
+    metrics = {"loss": pred.loss, **compute_metrics(pred.prediction, pred.label, data.spec.metric_family)}
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(f"{ckpt['model_name']} on {args.data} [{args.split}, {len(split)} samples]:")
+        print(metrics_table(metrics))
+    if args.output:
+        write_text(Path(args.output), predictions_csv(pred, split.ids))
+        print(f"predictions: {args.output}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from emodistill.data import load_dataset
+
+    if args.data_cmd == "check":
+        from emodistill.data.check import describe
+
+        data = load_dataset(args.file, dataset=args.dataset, strict_hash=args.strict_hash,
+                            replace_nonfinite=args.replace_nonfinite)
+        print(describe(data))
+        return 0
+    from emodistill.data.synth import write_synth
+
+    path = write_synth(args.output, seed=args.seed, aligned=not args.unaligned)
+    print(f"synthetic data set ({'unaligned' if args.unaligned else 'aligned'}, seed {args.seed}): {path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from emodistill.models import list_models
+
+    for name, desc in list_models().items():
+        print(f"{name:14s} {desc}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from emodistill.train.config import list_recipes, recipe_dir
+
+    print(f"recipes in {recipe_dir()}:")
+    for name in list_recipes():
+        print(f"  {name}")
+    return 0
+
+
+def cmd_import_official(args: argparse.Namespace) -> int:
+    from emodistill.models.official import import_official
+
+    out = import_official(args.checkpoint, args.dataset, args.setting, args.output, text_encoder=args.text_encoder)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emodistill", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train a model; writes a run directory",
+                       description="Train a registered model. Options not listed here override recipe "
+                       "values as --train.NAME VALUE, --model.NAME VALUE or --data.NAME VALUE "
+                       "(e.g. --train.lr 3e-4 --model.ort_semantics per_sample).")
+    t.add_argument("--model", help="registered model name (see `emodistill models`); default dmd")
+    t.add_argument("--data", help="'synth', 'synth-unaligned' or an MMSA .pkl path; default synth")
+    t.add_argument("--config", help="recipe: a YAML path or a shipped recipe name (see `emodistill recipes`)")
+    t.add_argument("--seeds", type=int, nargs="+", help="one run per seed; several seeds add mean ± std")
+    t.add_argument("--epochs", type=int, help="upper bound on epochs (train.max_epochs)")
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps (train.device)")
+    t.add_argument("--run-dir", help="output directory (default runs/<model>-<data>-<time>)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
+    t.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on one split")
+    e.add_argument("checkpoint")
+    e.add_argument("--data", required=True, help="'synth', 'synth-unaligned' or an MMSA .pkl path")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims)")
+    e.add_argument("--strict-hash", action="store_true")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--output", help="write per-sample predictions (CSV: id, label, prediction)")
+    e.add_argument("--json", action="store_true", help="print metrics as JSON")
+
+    d = sub.add_parser("data", help="check or generate data")
+    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    c = dsub.add_parser("check", help="validate an MMSA pickle; print splits, shapes, lengths, labels, hash")
+    c.add_argument("file", help="MMSA .pkl path, or 'synth' / 'synth-unaligned'")
+    c.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims)")
+    c.add_argument("--strict-hash", action="store_true", help="fail on a SHA-256 mismatch of a published file")
+    c.add_argument("--replace-nonfinite", action="store_true", help="replace NaN/inf by 0 instead of failing")
+    s = dsub.add_parser("synth", help="write the synthetic data set as an MMSA pickle")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--unaligned", action="store_true")
+
+    sub.add_parser("models", help="list registered models")
+    sub.add_parser("recipes", help="list shipped YAML recipes")
+
+    i = sub.add_parser("import-official", help="convert an official DMD state_dict into an emodistill checkpoint")
+    i.add_argument("checkpoint", help="official .pth (a DMD state_dict, e.g. pt/mosi-aligned.pth)")
+    i.add_argument("--dataset", required=True, choices=["mosi", "mosei"])
+    i.add_argument("--setting", required=True, choices=["aligned", "unaligned"])
+    i.add_argument("-o", "--output", required=True)
+    i.add_argument("--text-encoder", help="local BERT directory; default: rebuilt from the checkpoint's BERT weights")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS; set before CUDA init
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.cmd != "train":
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    try:
+        if args.cmd == "train":
+            return cmd_train(args, extra)
+        handler = {
+            "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
+            "recipes": cmd_recipes, "import-official": cmd_import_official,
+        }[args.cmd]
+        return handler(args)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError) as e:
+        print(f"emodistill {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with `emodistill train --resume RUN_DIR`", file=sys.stderr)
+        return 130

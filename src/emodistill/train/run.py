@@ -1,0 +1,334 @@
+"""A training run on disk: resolved config, per-epoch metrics, checkpoints, test predictions, results.
+
+Layout of a run directory (one per seed; ``--seeds`` puts them under ``seed-XXXX/`` and adds
+``summary.{json,csv,md}`` beside them)::
+
+    config.yaml             resolved configuration (model, train, data, seed, versions)
+    metrics.jsonl           one JSON line per epoch: train loss terms, validation metrics, lr, time
+    best.ckpt               the checkpoint selected on validation loss (self-describing)
+    last.ckpt               the latest epoch, with optimiser/scheduler/RNG state for --resume
+    test_predictions.csv    id, label, prediction on the test split (selected checkpoint)
+    results.json            validation and test metrics of the selected checkpoint
+
+Every file is written atomically, so an interrupted run leaves no half-written file, and
+``resume=True`` continues from ``last.ckpt`` to the same result as an uninterrupted run (CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emodistill import __version__
+from emodistill.data import MMSAData
+from emodistill.data.loader import BatchLoader
+from emodistill.models import create_model
+from emodistill.train.checkpoint import atomic_write, build_checkpoint, read_checkpoint, save_checkpoint
+from emodistill.train.config import RunConfig, dump_yaml
+from emodistill.train.loop import (
+    EarlyStopping,
+    EpochCallback,
+    Predictions,
+    make_optimizer,
+    make_scheduler,
+    predict,
+    resolve_device,
+    timed,
+    train_one_epoch,
+)
+from emodistill.train.metrics import METRIC_KEYS, compute_metrics
+from emodistill.train.stats import summarize
+
+
+_RUN_FILES = {"run.yaml"}  # written by the CLI before fit() starts
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if torch.backends.cudnn.is_available():
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def data_provenance(data: MMSAData, source: str) -> dict[str, Any]:
+    return {
+        "source": source,
+        "path": str(data.path) if data.path else None,
+        "sha256": data.sha256,
+        "hash_status": data.hash_status,
+        "sizes": {k: len(v) for k, v in data.splits.items()},
+    }
+
+
+def environment() -> dict[str, str]:
+    return {
+        "emodistill": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _metrics_row(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}
+
+
+def predictions_csv(pred: Predictions, ids: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "label", "prediction"])
+    for i, y, p in zip(pred.index, pred.label, pred.prediction, strict=True):
+        w.writerow([ids[int(i)], f"{y:.6g}", f"{p:.6g}"])
+    return buf.getvalue()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fit(
+    cfg: RunConfig,
+    data: MMSAData,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``data``, select on validation loss, test once; write ``run_dir``.
+
+    Args:
+        cfg: resolved run configuration.
+        data: loaded data set (train/valid/test splits).
+        run_dir: output directory (created; must be empty unless ``resume``).
+        resume: continue from ``run_dir/last.ckpt``.
+        quiet: no progress bars; one log line per epoch.
+        on_epoch_end: called as ``fn(epoch, record)`` after each epoch's files are written.
+
+    Returns:
+        The content of ``results.json``.
+    """
+    run_dir = Path(run_dir)
+    resume_requested = resume
+    tcfg = cfg.train
+    resolved = cfg.to_dict()
+    resolved["seed"] = tcfg.seed
+    resolved["spec"] = data.spec.to_dict()
+    last_path = run_dir / "last.ckpt"
+    resume = resume and last_path.is_file()  # interrupted before the first epoch ended: start afresh
+    if resume:
+        state_ckpt = read_checkpoint(last_path)
+        _check_same_config(state_ckpt, resolved, last_path)
+        if state_ckpt["training_state"].get("finished") and (run_dir / "results.json").is_file():
+            log(f"{run_dir}: run already finished; results.json is up to date")
+            return json.loads((run_dir / "results.json").read_text())
+    elif run_dir.exists() and any(p.name not in _RUN_FILES for p in run_dir.iterdir()) and not resume_requested:
+        raise FileExistsError(f"{run_dir}: run directory is not empty (use --resume to continue it)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    device = resolve_device(tcfg.device)
+    if tcfg.num_threads:
+        torch.set_num_threads(tcfg.num_threads)
+    seed_everything(tcfg.seed, tcfg.deterministic)
+    model = create_model(cfg.model, data.spec, **cfg.model_config).to(device)
+    model_config = model.config_dict()
+    resolved["model"] = {"name": cfg.model, **model_config}
+    resolved["environment"] = environment()
+    resolved["data_provenance"] = data_provenance(data, cfg.data.source)
+
+    train_loader = BatchLoader(data.splits["train"], tcfg.batch_size, shuffle=True, seed=tcfg.seed, device=device)
+    valid_loader = BatchLoader(data.splits["valid"], tcfg.eval_batch_size, shuffle=False, device=device)
+    optimizer = make_optimizer(model, tcfg)
+    scheduler = make_scheduler(optimizer, tcfg)
+    stopper = EarlyStopping(tcfg.early_stop)
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+
+    if resume:
+        st = state_ckpt["training_state"]
+        model.load_state_dict(state_ckpt["state_dict"])
+        optimizer.load_state_dict(st["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(st["scheduler"])
+        stopper = EarlyStopping(tcfg.early_stop, st["best"], st["best_epoch"])
+        history = list(st["history"])
+        start_epoch = st["epoch"] + 1
+        torch.set_rng_state(st["rng_cpu"])
+        if device.type == "cuda" and st.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all(st["rng_cuda"])
+        log(f"resuming {run_dir} after epoch {st['epoch']} (best epoch {st['best_epoch']})")
+    else:
+        write_text(run_dir / "config.yaml", dump_yaml(resolved))
+    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+    family = data.spec.metric_family
+    ckpt_meta = dict(train_config=resolved["train"], data=resolved["data_provenance"])
+    epoch = start_epoch - 1
+    stopped = "early_stop"
+    t_start = time.perf_counter()
+    while not (history and stopper.should_stop(epoch)):
+        if tcfg.max_epochs is not None and epoch >= tcfg.max_epochs:
+            stopped = "max_epochs"
+            break
+        epoch += 1
+        train_loader.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        train_stats, t_train = timed(
+            train_one_epoch, model, train_loader, optimizer, tcfg, progress=not quiet, desc=f"epoch {epoch}"
+        )
+        val_pred, t_eval = timed(predict, model, valid_loader)
+        val_loss = val_pred.loss
+        val_metrics = compute_metrics(val_pred.prediction, val_pred.label, family)
+        if scheduler is not None:
+            scheduler.step(val_loss)
+        improved = stopper.update(val_loss, epoch)
+        record = {
+            "epoch": epoch,
+            "lr": lr,
+            **_metrics_row("train", train_stats),
+            "valid/loss": val_loss,
+            **_metrics_row("valid", val_metrics),
+            "best_epoch": stopper.best_epoch,
+            "time_train_s": round(t_train, 3),
+            "time_eval_s": round(t_eval, 3),
+        }
+        history.append(record)
+        if improved:
+            save_checkpoint(run_dir / "best.ckpt", build_checkpoint(model, cfg.model, data.spec, model_config, **ckpt_meta))
+        training_state = {
+            "epoch": epoch,
+            "best": stopper.best,
+            "best_epoch": stopper.best_epoch,
+            "history": history,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+            "finished": False,
+        }
+        last = build_checkpoint(model, cfg.model, data.spec, model_config, training_state=training_state, **ckpt_meta)
+        save_checkpoint(run_dir / "last.ckpt", last)
+        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        mark = "*" if improved else " "
+        msg = (
+            f"epoch {epoch:3d}{mark} lr {lr:.2e}  train loss {train_stats['loss']:.4f}  "
+            f"valid MAE {val_loss:.4f}  Acc-7 {val_metrics.get('Mult_acc_7', float('nan')):.4f}  "
+            f"({t_train:.1f}s + {t_eval:.1f}s)"
+        )
+        log(msg)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
+
+    # Test once, on the checkpoint selected on the validation split.
+    best = read_checkpoint(run_dir / "best.ckpt")
+    model.load_state_dict(best["state_dict"])
+    test_loader = BatchLoader(data.splits["test"], tcfg.eval_batch_size, shuffle=False, device=device)
+    test_pred = predict(model, test_loader)
+    test_metrics = compute_metrics(test_pred.prediction, test_pred.label, family)
+    best_record = next(r for r in history if r["epoch"] == stopper.best_epoch)
+    results = {
+        "model": cfg.model,
+        "seed": tcfg.seed,
+        "best_epoch": stopper.best_epoch,
+        "epochs_run": epoch,
+        "stopped_by": stopped,
+        "valid": {"loss": best_record["valid/loss"], **{k.split("/", 1)[1]: v for k, v in best_record.items()
+                                                          if k.startswith("valid/") and k != "valid/loss"}},
+        "test": {"loss": test_pred.loss, **test_metrics},
+        "train_time_s": round(time.perf_counter() - t_start, 1),
+        "run_dir": str(run_dir),
+    }
+    write_text(run_dir / "test_predictions.csv", predictions_csv(test_pred, data.splits["test"].ids))
+    write_json(run_dir / "results.json", results)
+    last = read_checkpoint(run_dir / "last.ckpt")
+    last["training_state"]["finished"] = True
+    save_checkpoint(run_dir / "last.ckpt", last)
+    return results
+
+
+def _check_same_config(ckpt: dict, resolved: dict, path: Path) -> None:
+    """Refuse to resume with settings that differ from the interrupted run."""
+    saved_train = ckpt.get("train_config") or {}
+    diffs = [k for k in saved_train if saved_train.get(k) != resolved["train"].get(k) and k != "max_epochs"]
+    if ckpt["spec"] != resolved["spec"]:
+        diffs.append("data spec")
+    if ckpt["model_name"] != resolved["model"]["name"]:
+        diffs.append("model")
+    if diffs:
+        raise ValueError(f"--resume: {path} was trained with different settings: {', '.join(diffs)}")
+
+
+def fit_seeds(
+    cfg: RunConfig,
+    data: MMSAData,
+    run_root: str | Path,
+    seeds: list[int],
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run ``fit`` once per seed under ``run_root/seed-S`` and write mean ± sample std over seeds."""
+    run_root = Path(run_root)
+    per_seed = []
+    for seed in seeds:
+        cfg.train.seed = seed
+        seed_dir = run_root / f"seed-{seed}"
+        log(f"--- seed {seed} -> {seed_dir}")
+        res = fit(cfg, data, seed_dir, resume=resume, quiet=quiet)
+        per_seed.append(res)
+    summary = summarize([r["test"] for r in per_seed])
+    out = {"model": cfg.model, "seeds": seeds, "test": summary, "runs": [r["run_dir"] for r in per_seed]}
+    write_json(run_root / "summary.json", out)
+    write_text(run_root / "summary.csv", summary_csv(summary))
+    write_text(run_root / "summary.md", summary_markdown(summary, seeds))
+    return out
+
+
+def summary_csv(summary: dict[str, dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["metric", "mean", "std", "n", "ci95_low", "ci95_high"])
+    for k, s in summary.items():
+        w.writerow([k, s["mean"], s["std"], s["n"], s["ci_low"], s["ci_high"]])
+    return buf.getvalue()
+
+
+def summary_markdown(summary: dict[str, dict], seeds: list[int]) -> str:
+    lines = [f"Test metrics over seeds {seeds} (mean ± sample std, 95% t-interval)", "",
+             "| metric | mean ± std | 95% CI |", "|---|---|---|"]
+    for k, s in summary.items():
+        lines.append(f"| {k} | {s['mean']:.4f} ± {s['std']:.4f} | [{s['ci_low']:.4f}, {s['ci_high']:.4f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def metrics_table(metrics: dict[str, float], digits: int = 4) -> str:
+    """Metrics as an aligned two-column terminal table (loss first, then the family's order)."""
+    keys = sorted(metrics, key=lambda k: (k != "loss", _ORDER.index(k) if k in _ORDER else len(_ORDER)))
+    width = max(len(k) for k in keys)
+    return "\n".join(f"  {k:<{width}}  {metrics[k]:.{digits}f}" for k in keys)
+
+
+_ORDER = [k for keys in METRIC_KEYS.values() for k in keys]
