@@ -1,0 +1,102 @@
+"""Optional fine-tuned BERT text encoder for DMD (the official ``BertTextEncoder``, dmd-spec §1.2).
+
+Hugging Face ``transformers`` is imported lazily, only when a text encoder is configured; install it
+with the ``text`` extra (``pip install "emodistill[text]"``). Nothing here reaches the network: weights
+come from a local directory (``save_pretrained`` layout) or, when only the architecture is known (an
+imported official checkpoint), from the checkpoint's state dict after a randomly initialised build.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+ARCH_KEYS = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "layer_norm_eps",
+    "pad_token_id",
+)
+"""Config keys that fix a BERT-style architecture (kept in ``DMDConfig.text_encoder_config``)."""
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "DMD's BERT text encoder needs Hugging Face transformers; install the `text` extra: "
+            'pip install "emodistill[text]"'
+        ) from e
+    return transformers
+
+
+class TextEncoder(nn.Module):
+    """BERT-style encoder mapping ``text_bert`` token rows to contextual embeddings.
+
+    Args:
+        path: local directory with ``config.json`` and weights (``save_pretrained`` layout).
+        config: architecture dict (see :data:`ARCH_KEYS`); used when ``path`` is None or missing, and
+            then the weights are random until a state dict is loaded.
+        finetune: when False the encoder runs under ``no_grad`` with frozen parameters (official
+            ``use_finetune=False``); DMD's official setting is True.
+    """
+
+    def __init__(self, path: str | None = None, config: dict | None = None, finetune: bool = True) -> None:
+        super().__init__()
+        tf = _transformers()
+        if path is not None and Path(path).is_dir():
+            self.model = tf.AutoModel.from_pretrained(path, local_files_only=True)
+        elif config is not None:
+            cfg = dict(config)
+            hf_config = tf.AutoConfig.for_model(cfg.pop("model_type", "bert"), **cfg)
+            self.model = tf.AutoModel.from_config(hf_config)
+        elif path is not None:
+            raise FileNotFoundError(
+                f"text encoder directory {path} not found (expected a save_pretrained folder)"
+            )
+        else:
+            raise ValueError("TextEncoder needs a local model directory `path` or an architecture `config`")
+        self.finetune = finetune
+        if not finetune:
+            self.model.requires_grad_(False)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width ``H`` of the returned embeddings."""
+        return int(self.model.config.hidden_size)
+
+    def architecture(self) -> dict:
+        """The architecture-defining subset of the model's config (plain values, checkpoint-safe)."""
+        full = self.model.config.to_dict()
+        return {k: full[k] for k in ARCH_KEYS if k in full}
+
+    def forward(self, text_bert: Tensor) -> Tensor:
+        """Encode MMSA ``text_bert`` rows.
+
+        Args:
+            text_bert: ``(B, 3, T)`` float rows: input ids, attention mask, token type ids.
+
+        Returns:
+            ``(B, T, H)`` last hidden state for all ``T`` positions (padding included, as official).
+        """
+        input_ids = text_bert[:, 0].long()
+        attention_mask = text_bert[:, 1].float()
+        token_type_ids = text_bert[:, 2].long()
+        with nullcontext() if self.finetune else torch.no_grad():
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+        return out[0]
