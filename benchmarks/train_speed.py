@@ -21,12 +21,16 @@ import torch
 from emodistill.models import create_model
 from emodistill.spec import DatasetSpec
 
-MOSI_ALIGNED = DatasetSpec("mosi", True, {"text": 768, "audio": 5, "vision": 20}, {"text": 50, "audio": 50, "vision": 50})
+MOSI_ALIGNED = DatasetSpec(
+    "mosi", True, {"text": 768, "audio": 5, "vision": 20}, {"text": 50, "audio": 50, "vision": 50}
+)
 
 
 def random_batch(spec: DatasetSpec, b: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    batch = {m: torch.randn(b, spec.seq_lens[m], spec.feature_dims[m], generator=g) for m in ("text", "audio", "vision")}
+    batch = {
+        m: torch.randn(b, spec.seq_lens[m], spec.feature_dims[m], generator=g) for m in ("text", "audio", "vision")
+    }
     # MOSI labels are multiples of 1/3 in [-3, 3]; ties matter for the margin loss's positives.
     batch["labels"] = torch.randint(-9, 10, (b,), generator=g).float() / 3
     for m in ("audio", "vision"):
@@ -64,7 +68,7 @@ def clip_latency_ms(model, clip, repeats: int, device) -> float:
     for i in range(repeats + 5):
         sync(device)
         t0 = time.perf_counter()
-        model(clip)
+        model.predict(clip)
         sync(device)
         if i >= 5:
             times.append((time.perf_counter() - t0) * 1e3)

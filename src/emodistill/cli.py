@@ -43,11 +43,10 @@ def _parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    from emodistill.data import load_dataset
-    from emodistill.train.config import RunConfig, apply_overrides, load_recipe
     import yaml
 
-    from emodistill.train.config import dump_yaml
+    from emodistill.data import load_dataset
+    from emodistill.train.config import RunConfig, apply_overrides, dump_yaml, load_recipe
     from emodistill.train.run import fit, fit_seeds, metrics_table, write_text
 
     overrides = _parse_overrides(extra)
@@ -88,7 +87,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
         replace_nonfinite=cfg.data.replace_nonfinite,
     )
     if seeds and len(seeds) > 1:
-        out = fit_seeds(cfg, data, root, seeds, resume=bool(args.resume), quiet=args.quiet)
+        fit_seeds(cfg, data, root, seeds, resume=bool(args.resume), quiet=args.quiet)
         print((root / "summary.md").read_text())
     else:
         if seeds:
@@ -104,9 +103,9 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from emodistill.data import load_dataset
     from emodistill.data.loader import BatchLoader
+    from emodistill.evaluate import check_compatible
     from emodistill.train.checkpoint import load_checkpoint
     from emodistill.train.loop import predict, resolve_device
-    from emodistill.evaluate import check_compatible
     from emodistill.train.metrics import compute_metrics
     from emodistill.train.run import metrics_table, predictions_csv, write_text
 

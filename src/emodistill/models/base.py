@@ -32,7 +32,8 @@ class ModelOutput:
 class MERModel(nn.Module):
     """Base class: stores the spec and config, provides the default L1 objective."""
 
-    name: str = ""
+    fixed_seq_lens: bool = False
+    """True if the architecture is sized for the training data's padded sequence lengths."""
 
     def __init__(self, spec: DatasetSpec, config) -> None:
         super().__init__()

@@ -91,6 +91,9 @@ def _mdict(make) -> nn.ModuleDict:
 class DMD(MERModel):
     """DMD model; see the module docstring. Build it with ``create_model("dmd", spec, **cfg)``."""
 
+    fixed_seq_lens = True
+    """The HomoGD heads flatten ``T' x d``: data must have the sequence lengths the model was built for."""
+
     name = "dmd"
 
     def __init__(self, spec: DatasetSpec, config: DMDConfig) -> None:

@@ -135,8 +135,7 @@ def predict(model: nn.Module, loader: BatchLoader) -> Predictions:
     model.eval()
     preds, labels, index = [], [], []
     for batch in loader:
-        out = model(batch)
-        preds.append(out.prediction.reshape(-1).float().cpu())
+        preds.append(model.predict(batch).reshape(-1).float().cpu())
         labels.append(batch["labels"].reshape(-1).float().cpu())
         index.append(batch["index"].reshape(-1).cpu())
     order = torch.cat(index).argsort()

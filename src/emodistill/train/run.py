@@ -49,7 +49,6 @@ from emodistill.train.loop import (
 from emodistill.train.metrics import METRIC_KEYS, compute_metrics
 from emodistill.train.stats import summarize
 
-
 _RUN_FILES = {"run.yaml"}  # written by the CLI before fit() starts
 
 
@@ -217,7 +216,8 @@ def fit(
         }
         history.append(record)
         if improved:
-            save_checkpoint(run_dir / "best.ckpt", build_checkpoint(model, cfg.model, data.spec, model_config, **ckpt_meta))
+            best_ckpt = build_checkpoint(model, cfg.model, data.spec, model_config, **ckpt_meta)
+            save_checkpoint(run_dir / "best.ckpt", best_ckpt)
         training_state = {
             "epoch": epoch,
             "best": stopper.best,
