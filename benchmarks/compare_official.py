@@ -35,18 +35,10 @@ import torch
 
 from emodistill.models import create_model
 from emodistill.models.dmd import MODS
+from emodistill.models.dmd_config import DROPOUT_FIELDS
 from emodistill.models.official import convert_official_state_dict, official_config, official_spec
 
-_DROPOUTS = (
-    "text_dropout",
-    "attn_dropout",
-    "attn_dropout_a",
-    "attn_dropout_v",
-    "relu_dropout",
-    "res_dropout",
-    "embed_dropout",
-    "output_dropout",
-)
+_DROPOUTS = DROPOUT_FIELDS
 
 
 class _Args(dict):

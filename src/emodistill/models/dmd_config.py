@@ -12,6 +12,18 @@ from dataclasses import dataclass
 from emodistill.models.dmd_losses import ORT_SEMANTICS
 from emodistill.models.gd_unit import prior_from_logits
 
+DROPOUT_FIELDS = (
+    "text_dropout",
+    "attn_dropout",
+    "attn_dropout_a",
+    "attn_dropout_v",
+    "relu_dropout",
+    "res_dropout",
+    "embed_dropout",
+    "output_dropout",
+)
+"""Every dropout rate of the model (each must lie in [0, 1))."""
+
 
 @dataclass
 class DMDConfig:
@@ -106,16 +118,7 @@ class DMDConfig:
         for name in ("kernel_l", "kernel_a", "kernel_v", "gd_size_homo", "gd_size_hetero"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DMDConfig.{name}={getattr(self, name)} must be >= 1")
-        for name in (
-            "text_dropout",
-            "attn_dropout",
-            "attn_dropout_a",
-            "attn_dropout_v",
-            "relu_dropout",
-            "res_dropout",
-            "embed_dropout",
-            "output_dropout",
-        ):
+        for name in DROPOUT_FIELDS:
             p = getattr(self, name)
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"DMDConfig.{name}={p} must lie in [0, 1)")
