@@ -92,3 +92,21 @@ def test_every_recipe_loads_and_builds(name):
     model_cfg = {**cfg.model_config, "text_encoder": None}  # the BERT weights are not needed to check shapes
     model = create_model(cfg.model, spec, **model_cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_import_official_command(tmp_path, capsys):
+    import torch
+    from test_official_import import fake_official
+
+    from emodistill.train.checkpoint import load_checkpoint
+
+    src, out = tmp_path / "dmd.pth", tmp_path / "mosi.ckpt"
+    sd = fake_official("mosi", "aligned")
+    torch.save(sd, src)
+    assert main(["import-official", str(src), "--dataset", "mosi", "--setting", "aligned", "-o", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    model, ckpt = load_checkpoint(out)
+    assert ckpt["model_name"] == "dmd" and ckpt["spec"]["seq_lens"] == {"text": 50, "audio": 50, "vision": 50}
+    assert torch.equal(model.state_dict()["proj.l.weight"], sd["proj_l.weight"])  # text Conv1d (50, 768, 5)
+    # An official file for the other setting is refused with the reason.
+    assert main(["import-official", str(src), "--dataset", "mosi", "--setting", "unaligned", "-o", str(out)]) == 2

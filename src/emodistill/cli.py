@@ -164,8 +164,9 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_import_official(args: argparse.Namespace) -> int:
     from emodistill.models.official import import_official
 
-    out = import_official(args.checkpoint, args.dataset, args.setting, args.output, text_encoder=args.text_encoder)
-    print(f"wrote {out}")
+    model = import_official(args.checkpoint, args.dataset, args.setting, args.output, text_encoder=args.text_encoder)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.output} (dmd, {args.dataset} {args.setting}, {n:,} parameters)")
     return 0
 
 
