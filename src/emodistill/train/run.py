@@ -141,7 +141,7 @@ def fit(
     if resume:
         state_ckpt = read_checkpoint(last_path)
         _check_same_config(state_ckpt, resolved, last_path)
-        if state_ckpt["training_state"].get("finished") and (run_dir / "results.json").is_file():
+        if (run_dir / "results.json").is_file():  # written last: the run had finished
             log(f"{run_dir}: run already finished; results.json is up to date")
             return json.loads((run_dir / "results.json").read_text())
     elif run_dir.exists() and any(p.name not in _RUN_FILES for p in run_dir.iterdir()) and not resume_requested:
@@ -227,7 +227,6 @@ def fit(
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-            "finished": False,
         }
         last = build_checkpoint(model, cfg.model, data.spec, model_config, training_state=training_state, **ckpt_meta)
         save_checkpoint(run_dir / "last.ckpt", last)
@@ -255,17 +254,13 @@ def fit(
         "best_epoch": stopper.best_epoch,
         "epochs_run": epoch,
         "stopped_by": stopped,
-        "valid": {"loss": best_record["valid/loss"], **{k.split("/", 1)[1]: v for k, v in best_record.items()
-                                                          if k.startswith("valid/") and k != "valid/loss"}},
+        "valid": {k.split("/", 1)[1]: v for k, v in best_record.items() if k.startswith("valid/")},
         "test": {"loss": test_pred.loss, **test_metrics},
         "train_time_s": round(time.perf_counter() - t_start, 1),
         "run_dir": str(run_dir),
     }
     write_text(run_dir / "test_predictions.csv", predictions_csv(test_pred, data.splits["test"].ids))
     write_json(run_dir / "results.json", results)
-    last = read_checkpoint(run_dir / "last.ckpt")
-    last["training_state"]["finished"] = True
-    save_checkpoint(run_dir / "last.ckpt", last)
     return results
 
 
