@@ -51,3 +51,18 @@ class MERModel(nn.Module):
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         """Eval-mode scores ``(B,)`` for a batch (the caller sets ``eval()``)."""
         return self(batch).prediction.view(-1)
+
+    @torch.no_grad()
+    def interpret(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Named per-sample quantities for reports (the caller sets ``eval()``); empty by default.
+
+        Key conventions (each value's first dimension is the batch ``B``; modalities ``l``, ``v``, ``a``):
+
+        * ``"edges/<space>"`` ``(B, 6)``: GD-Unit edge weights of space ``homo`` or ``hetero``, edge order
+          :data:`emodistill.models.gd_unit.EDGE_NAMES` (teacher -> student);
+        * ``"features/<space>/<m>"`` ``(B, F)``: decoupled features of modality ``m``, pooled over time;
+        * ``"activations/<space>/<m>"`` ``(B, K)``: dictionary activations over ``K`` atoms (DHMD).
+
+        A report draws what a model provides and skips the rest.
+        """
+        return {}

@@ -288,6 +288,21 @@ class DMD(MERModel):
         _, s, c = self._features(batch)
         return self._fuse(self._last_h(s), self._c_fusion(c)).view(-1)
 
+    @torch.no_grad()
+    def interpret(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """GD edges and time-pooled decoupled features (shared ``c`` = homo, private ``s`` = hetero);
+        see :meth:`MERModel.interpret`."""
+        return self.interpret_output(self(batch))
+
+    @staticmethod
+    def interpret_output(out: DMDOutput) -> dict[str, Tensor]:
+        """:meth:`interpret` from an existing forward output."""
+        named = {"edges/homo": out.edges_homo, "edges/hetero": out.edges_hetero}
+        for m in MODS:
+            named[f"features/homo/{m}"] = out.c[m].mean(dim=2)  # (B, d, T') -> (B, d)
+            named[f"features/hetero/{m}"] = out.s[m].mean(dim=2)
+        return named
+
     # ------------------------------------------------------------------ objective
     def compute_losses(self, output: DMDOutput, labels: Tensor) -> dict[str, Tensor]:
         """The official total objective (dmd-spec §4.6) and every term, detached, for logging.

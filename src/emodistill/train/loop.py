@@ -172,3 +172,25 @@ def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
+
+
+@torch.no_grad()
+def mean_edges(model: nn.Module, loader: BatchLoader) -> dict[str, list[float]]:
+    """Split means of the model's GD edge weights, ``{space: [6 floats]}`` (``{}`` if it has none).
+
+    Logged per epoch so a report can draw how the distillation graph evolves during training.
+    """
+    if not hasattr(model, "interpret"):
+        return {}
+    model.eval()
+    sums: dict[str, Tensor] = {}
+    n = 0
+    for batch in loader:
+        named = {k: v for k, v in model.interpret(batch).items() if k.startswith("edges/")}
+        if not named:
+            return {}
+        for k, v in named.items():
+            v = v.double().sum(dim=0).cpu()
+            sums[k] = sums[k] + v if k in sums else v
+        n += batch["labels"].shape[0]
+    return {k.split("/", 1)[1]: (v / n).tolist() for k, v in sums.items()}

@@ -41,6 +41,7 @@ from emodistill.train.loop import (
     Predictions,
     make_optimizer,
     make_scheduler,
+    mean_edges,
     predict,
     resolve_device,
     timed,
@@ -200,6 +201,7 @@ def fit(
         )
         val_pred, t_eval = timed(predict, model, valid_loader)
         val_loss = val_pred.loss
+        edges = mean_edges(model, valid_loader)  # {"homo": [6], "hetero": [6]} for DMD-like models
         val_metrics = compute_metrics(val_pred.prediction, val_pred.label, family)
         if scheduler is not None:
             scheduler.step(val_loss)
@@ -211,6 +213,7 @@ def fit(
             "valid/loss": val_loss,
             **_metrics_row("valid", val_metrics),
             "best_epoch": stopper.best_epoch,
+            **({"edges": edges} if edges else {}),
             "time_train_s": round(t_train, 3),
             "time_eval_s": round(t_eval, 3),
         }
