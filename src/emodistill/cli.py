@@ -17,6 +17,7 @@ emodistill: multimodal emotion recognition with decoupled multimodal distillatio
   emodistill evaluate runs/X/best.ckpt --data FILE.pkl  evaluate a checkpoint on a split
   emodistill data check FILE.pkl                       validate an MMSA pickle and describe it
   emodistill data synth -o synth.pkl                   write the synthetic data set as an MMSA pickle
+  emodistill ablate --config dmd_synth_demo --seeds 1111 1112 1113   DMD/DHMD ablation table
   emodistill models | recipes                          list registered models / shipped recipes
   emodistill import-official dmd.pth --dataset mosi --setting aligned -o model.ckpt
 """
@@ -42,11 +43,39 @@ def _parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _config_from_args(args: argparse.Namespace, overrides: list[tuple[str, str]]):
+    """Recipe (``--config``), then ``--model`` / ``--data`` / ``--epochs`` / ``--device``, then overrides."""
+    from emodistill.train.config import RunConfig, apply_overrides, load_recipe
+
+    d = load_recipe(args.config) if args.config else {}
+    model = getattr(args, "model", None)
+    if model:
+        d.setdefault("model", {})
+        if d["model"].get("name") not in (None, model):
+            d["model"] = {}  # a recipe for another model: its hyper-parameters don't apply
+        d["model"]["name"] = model
+    if args.data:
+        d.setdefault("data", {})["source"] = args.data
+    for key, value in (("max_epochs", args.epochs), ("device", args.device)):
+        if value is not None:
+            d.setdefault("train", {})[key] = value
+    d = apply_overrides(d, overrides)
+    return RunConfig.from_dict(d, origin=args.config or "command line")
+
+
+def _load_data(cfg):
+    from emodistill.data import load_dataset
+
+    return load_dataset(
+        cfg.data.source, dataset=cfg.data.dataset, strict_hash=cfg.data.strict_hash,
+        replace_nonfinite=cfg.data.replace_nonfinite,
+    )
+
+
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     import yaml
 
-    from emodistill.data import load_dataset
-    from emodistill.train.config import RunConfig, apply_overrides, dump_yaml, load_recipe
+    from emodistill.train.config import RunConfig, dump_yaml
     from emodistill.train.run import fit, fit_seeds, metrics_table, write_text
 
     overrides = _parse_overrides(extra)
@@ -61,19 +90,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
         if overrides or args.config or args.model or args.data:
             raise SystemExit("--resume takes the run's own configuration; drop the other options")
     else:
-        d = load_recipe(args.config) if args.config else {}
-        if args.model:
-            d.setdefault("model", {})
-            if d["model"].get("name") not in (None, args.model):
-                d["model"] = {}  # a recipe for another model: its hyper-parameters don't apply
-            d["model"]["name"] = args.model
-        if args.data:
-            d.setdefault("data", {})["source"] = args.data
-        for key, value in (("max_epochs", args.epochs), ("device", args.device)):
-            if value is not None:
-                d.setdefault("train", {})[key] = value
-        d = apply_overrides(d, overrides)
-        cfg = RunConfig.from_dict(d, origin=args.config or "command line")
+        cfg = _config_from_args(args, overrides)
         seeds = args.seeds
         name = f"{cfg.model}-{Path(cfg.data.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         root = Path(args.run_dir) if args.run_dir else Path("runs") / name
@@ -82,10 +99,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
         root.mkdir(parents=True, exist_ok=True)
         write_text(root / "run.yaml", dump_yaml({"config": cfg.to_dict(), "seeds": seeds}))
 
-    data = load_dataset(
-        cfg.data.source, dataset=cfg.data.dataset, strict_hash=cfg.data.strict_hash,
-        replace_nonfinite=cfg.data.replace_nonfinite,
-    )
+    data = _load_data(cfg)
     if seeds and len(seeds) > 1:
         fit_seeds(cfg, data, root, seeds, resume=bool(args.resume), quiet=args.quiet)
         print((root / "summary.md").read_text())
@@ -97,6 +111,44 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
               f" of {results['epochs_run']}):")
         print(metrics_table(results["test"]))
     print(f"run directory: {root}")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace, extra: list[str]) -> int:
+    import yaml
+
+    from emodistill.train.ablate import ABLATIONS, run_ablation
+    from emodistill.train.config import dump_yaml
+    from emodistill.train.run import write_text
+
+    if args.list:
+        width = max(len(n) for n in ABLATIONS)
+        for name, v in ABLATIONS.items():
+            print(f"{name:<{width}}  {v.model:<5} {v.description}")
+        return 0
+    cfg = _config_from_args(args, _parse_overrides(extra))
+    variants = args.variants or list(ABLATIONS)
+    unknown = [v for v in variants if v not in ABLATIONS]
+    if unknown:
+        raise SystemExit(f"emodistill ablate: unknown variant(s) {unknown}; see `emodistill ablate --list`")
+    name = f"ablation-{Path(cfg.data.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = Path(args.run_dir) if args.run_dir else Path("runs") / name
+    plan = {"config": cfg.to_dict(), "seeds": args.seeds, "variants": variants}
+    plan_file = root / "ablation.yaml"
+    if plan_file.is_file():  # re-running into the same directory continues the grid
+        saved = yaml.safe_load(plan_file.read_text())
+        if saved != yaml.safe_load(dump_yaml(plan)):
+            raise SystemExit(f"{plan_file}: this directory holds an ablation with another configuration, seeds "
+                             "or variant list; use a new --run-dir")
+        print(f"continuing the ablation in {root}")
+    elif root.exists() and any(root.iterdir()):
+        raise SystemExit(f"{root}: directory is not empty and holds no ablation.yaml")
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        write_text(plan_file, dump_yaml(plan))
+    run_ablation(cfg, _load_data(cfg), root, args.seeds, variants, quiet=args.quiet)
+    print((root / "ablation.md").read_text())
+    print(f"ablation directory: {root} (ablation.md, ablation.csv, one run directory per variant and seed)")
     return 0
 
 
@@ -189,6 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
     t.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
 
+    a = sub.add_parser("ablate", help="run the DMD/DHMD ablation grid over seeds; writes ablation.md/.csv",
+                       description="Train every ablation variant (see --list) with the same recipe, data and "
+                       "seeds; write a table of test metrics (mean ± sample std, 95%% t-interval) as Markdown "
+                       "and CSV. Selection is on the validation split. Re-running with the same --run-dir "
+                       "continues an interrupted grid. Overrides as in `train` (--train.NAME VALUE, "
+                       "--model.NAME VALUE applies to every variant).")
+    a.add_argument("--data", help="'synth', 'synth-unaligned', an MMSA .pkl or a UR-FUNNY/MUStARD directory")
+    a.add_argument("--config", help="recipe (YAML path or shipped name) whose model/train/data sections all "
+                   "variants share (default: the official DMD settings; `--config dmd_synth_demo` is the quick "
+                   "CPU schedule)")
+    a.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113, 1114, 1115],
+                   help="seeds per variant (default 1111-1115)")
+    a.add_argument("--variants", nargs="+", help="subset of variants, in this order (default: all)")
+    a.add_argument("--epochs", type=int, help="upper bound on epochs (train.max_epochs)")
+    a.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps (train.device)")
+    a.add_argument("--run-dir", help="output directory (default runs/ablation-<data>-<time>)")
+    a.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
+    a.add_argument("--list", action="store_true", help="list the variants and exit")
+
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on one split")
     e.add_argument("checkpoint")
     e.add_argument("--data", required=True, help="'synth', 'synth-unaligned' or an MMSA .pkl path")
@@ -228,11 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS; set before CUDA init
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.cmd != "train":
+    if extra and args.cmd not in ("train", "ablate"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     try:
         if args.cmd == "train":
             return cmd_train(args, extra)
+        if args.cmd == "ablate":
+            return cmd_ablate(args, extra)
         handler = {
             "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
             "recipes": cmd_recipes, "import-official": cmd_import_official,

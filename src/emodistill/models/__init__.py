@@ -7,6 +7,7 @@ convolution), ``D`` input feature dim (``D_l``, ``D_a``, ``D_v``), ``d`` model w
 """
 
 # Import the model modules for their registration side effect.
+from emodistill.models import dhmd as _dhmd  # noqa: F401,E402
 from emodistill.models import dmd as _dmd  # noqa: F401,E402
 from emodistill.models import late_fusion as _late_fusion  # noqa: F401,E402
 from emodistill.models.registry import create_model, list_models, register_model

@@ -44,7 +44,11 @@ class MERModel(nn.Module):
         return asdict(self.config)
 
     def compute_losses(self, output: ModelOutput, labels: Tensor) -> dict[str, Tensor]:
-        loss = nn.functional.l1_loss(output.prediction, labels.view(-1, 1))
+        y = labels.view(-1, 1)
+        if self.spec.task == "binary":  # predictions are logits, labels 0/1
+            loss = nn.functional.binary_cross_entropy_with_logits(output.prediction, y)
+        else:
+            loss = nn.functional.l1_loss(output.prediction, y)
         return {"loss": loss, "task": loss.detach()}
 
     @torch.no_grad()

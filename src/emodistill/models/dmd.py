@@ -23,7 +23,7 @@ Modality order inside DMD is ``l, v, a`` (text, vision, audio), as in the offici
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -82,6 +82,8 @@ class DMDOutput(ModelOutput):
     """``(B, 6)`` HomoGD edges, order V->L, A->L, L->V, A->V, L->A, V->A."""
     edges_hetero: Tensor
     """``(B, 6)`` HeteroGD edges, same order."""
+    activations: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    """DHMD only: ``{space: {m: (B, K)}}`` dictionary activations; empty for DMD."""
 
 
 def _mdict(make) -> nn.ModuleDict:
@@ -199,21 +201,45 @@ class DMD(MERModel):
             "a": batch["audio"].transpose(1, 2),  # (B, D_a, T_a)
         }
         proj_x = {m: x[m] if self.skip_proj[m] else self.proj[m](x[m]) for m in MODS}  # (B, d, T'_m)
+        if not self.config.decouple:  # ablation: both spaces see the undecoupled features
+            return proj_x, dict(proj_x), dict(proj_x)
         s = {m: self.encoder_s[m](proj_x[m]) for m in MODS}  # (B, d, T'_m)
         c = {m: self.encoder_c(proj_x[m]) for m in MODS}  # (B, d, T'_m), shared weights
         return proj_x, s, c
 
-    def _c_fusion(self, c: dict[str, Tensor]) -> Tensor:
-        """Last steps of the shared-feature self-attention encoders, concatenated: ``(B, 3d)``."""
+    def _c_fusion(self, c: dict[str, Tensor], dict_homo: tuple[dict, dict] | None = None) -> Tensor:
+        """Last steps of the shared-feature self-attention encoders, concatenated: ``(B, 3d)`` (plus the
+        homo dictionary features, DHMD)."""
         c_att = self.self_attn_c([c[m].transpose(1, 2) for m in MODS], last_only=True)  # 3 x (B, d)
-        return torch.cat(list(c_att), dim=1)
+        return torch.cat(list(self._with_dict(dict(zip(MODS, c_att, strict=True)), dict_homo).values()), dim=1)
 
-    def _last_h(self, s: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Crossmodal (query = target, key/value = source) then mem encoders: last steps ``(B, 2d)``."""
+    @staticmethod
+    def _with_dict(x: dict[str, Tensor], dictionary: tuple[dict, dict] | None) -> dict[str, Tensor]:
+        """``x[m] + features[m]`` per modality when a dictionary is present, else ``x`` unchanged."""
+        return x if dictionary is None else {m: x[m] + dictionary[0][m] for m in MODS}
+
+    def _crossmodal(self, s: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Crossmodal encoders (query = target, key/value = source), both sources of each target
+        concatenated: the hetero-space token sequences ``(B, T'_m, 2d)`` that the mem encoders read."""
         s_seq = {m: s[m].transpose(1, 2) for m in MODS}  # (B, T'_m, d)
         h = self.crossmodal([s_seq[t] for t, _ in CROSS_PAIRS], [s_seq[src] for _, src in CROSS_PAIRS])
-        mem_in = [torch.cat([h[2 * i], h[2 * i + 1]], dim=-1) for i in range(3)]  # (B, T'_m, 2d)
-        return dict(zip(MODS, self.mem(mem_in, last_only=True), strict=True))
+        return {m: torch.cat([h[2 * i], h[2 * i + 1]], dim=-1) for i, m in enumerate(MODS)}
+
+    def _last_h(self, mem_in: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Mem encoders on the hetero-space tokens: last steps ``(B, 2d)``."""
+        return dict(zip(MODS, self.mem([mem_in[m] for m in MODS], last_only=True), strict=True))
+
+    def _dictionary(self, space: str, tokens: dict[str, Tensor]) -> tuple[dict, dict] | None:
+        """Dictionary features and activations of one decoupled space (DHMD's hook; DMD has none).
+
+        Args:
+            space: ``"homo"`` or ``"hetero"``.
+            tokens: per modality, the space's token sequence ``(B, T'_m, width)``.
+
+        Returns:
+            None, or ``(features, activations)``: per modality ``(B, width)`` and ``(B, K)``.
+        """
+        return None
 
     def _fuse(self, last_h: dict[str, Tensor], c_fusion: Tensor) -> Tensor:
         """Fusion head: sigmoid(Linear) *replaces* each feature, then a residual MLP; ``(B, 1)``."""
@@ -231,6 +257,7 @@ class DMD(MERModel):
         p, tr = self.config.output_dropout, self.training
         proj_x, s, c = self._features(batch)
         bsz = proj_x["l"].shape[0]
+        dict_homo = self._dictionary("homo", {m: c[m].transpose(1, 2) for m in MODS})
         c_sim = {m: self.align_c[m](c[m].reshape(bsz, -1)) for m in MODS}  # channel-major flatten -> (B, d)
         recon = {m: self.decoder[m](torch.cat([s[m], c[m]], dim=1)) for m in MODS}  # (B, d, T'_m)
         s_r = {m: self.encoder_s[m](recon[m]) for m in MODS}
@@ -240,15 +267,19 @@ class DMD(MERModel):
         for m in MODS:
             hs = c[m].transpose(1, 2).reshape(bsz, -1)  # (B, T'*d), index t*d + k
             rep = torch.relu(self.homo_proj1[m](hs))  # (B, d); official returns it post-ReLU (in-place)
+            if dict_homo is not None:  # DHMD: the dictionary feature joins the head's representation
+                rep = rep + dict_homo[0][m]
             hs_proj = self.homo_proj2[m](fast_dropout(rep, p, tr)) + hs
             logits_homo.append(self.homo_out[m](hs_proj))
             reprs_homo.append(rep)
 
-        c_fusion = self._c_fusion(c)  # (B, 3d)
+        c_fusion = self._c_fusion(c, dict_homo)  # (B, 3d)
         c_proj = self.c_proj2(fast_dropout(torch.relu(self.c_proj1(c_fusion)), p, tr)) + c_fusion
         logits_c = self.c_out(c_proj)
 
-        last_h = self._last_h(s)
+        mem_in = self._crossmodal(s)
+        dict_het = self._dictionary("hetero", mem_in)
+        last_h = self._with_dict(self._last_h(mem_in), dict_het)
         logits_het, reprs_het = [], []
         for m in MODS:  # HeteroGD heads; the representation is the residual output
             rep = (
@@ -277,6 +308,9 @@ class DMD(MERModel):
             last_h=last_h,
             edges_homo=self.gd_homo(logits_homo_t, reprs_homo_t),
             edges_hetero=self.gd_hetero(logits_het_t, reprs_het_t),
+            activations={
+                space: d[1] for space, d in (("homo", dict_homo), ("hetero", dict_het)) if d is not None
+            },
         )
 
     @torch.no_grad()
@@ -286,7 +320,10 @@ class DMD(MERModel):
         Equal to ``forward(batch).prediction`` in eval mode (the caller sets ``eval()``).
         """
         _, s, c = self._features(batch)
-        return self._fuse(self._last_h(s), self._c_fusion(c)).view(-1)
+        dict_homo = self._dictionary("homo", {m: c[m].transpose(1, 2) for m in MODS})
+        mem_in = self._crossmodal(s)
+        last_h = self._with_dict(self._last_h(mem_in), self._dictionary("hetero", mem_in))
+        return self._fuse(last_h, self._c_fusion(c, dict_homo)).view(-1)
 
     @torch.no_grad()
     def interpret(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -301,6 +338,9 @@ class DMD(MERModel):
         for m in MODS:
             named[f"features/homo/{m}"] = out.c[m].mean(dim=2)  # (B, d, T') -> (B, d)
             named[f"features/hetero/{m}"] = out.s[m].mean(dim=2)
+        for space, acts in out.activations.items():
+            for m, a in acts.items():
+                named[f"activations/{space}/{m}"] = a
         return named
 
     # ------------------------------------------------------------------ objective
@@ -311,12 +351,19 @@ class DMD(MERModel):
         + w_dec (L_cyc + L_rec + w_mo (L_mar + L_ort))``; ``homo_repr`` is reported but not optimised.
         """
         cfg = self.config
+        off = set(cfg.disabled_losses)
+        if not cfg.decouple:
+            off |= {"rec", "cyc", "ort", "mar"}
+        # x * 1.0 and x + 0.0 are exact, so with nothing disabled the total is bit-identical to the official one
+        on = {name: 0.0 if name in off else 1.0 for name in cfg.loss_terms}
         heads = {"task_fusion": output.prediction, "task_c": output.logits_c}
+        head_on = {"task_fusion": 1.0, "task_c": on["task_c"]}
         for i, m in enumerate(MODS):
             heads[f"task_{m}_homo"] = output.logits_homo[i]
             heads[f"task_{m}_hetero"] = output.logits_hetero[i]
-        task_terms = L.task_losses(heads, labels)
-        task = torch.stack(list(task_terms.values())).sum()
+            head_on[f"task_{m}_homo"], head_on[f"task_{m}_hetero"] = on["task_homo"], on["task_hetero"]
+        task_terms = L.task_losses(heads, labels, self.spec.task)
+        task = torch.stack([head_on[k] * v for k, v in task_terms.items()]).sum()
         rec = sum(L.mse(output.recon[m], output.proj_x[m]) for m in MODS)
         cyc = sum(L.mse(output.s[m], output.s_r[m]) for m in MODS)
         ort = sum(L.ort_loss(output.s[m], output.c[m], cfg.ort_semantics) for m in MODS)
@@ -341,9 +388,15 @@ class DMD(MERModel):
         )
         loss = (
             task
-            + cfg.weight_gd_homo * (homo_logit + homo_reg)
-            + cfg.weight_gd_hetero * (het_logit + het_repr + het_reg)
-            + cfg.weight_decouple * (cyc + rec + cfg.weight_margin_ort * (mar + ort))
+            + cfg.weight_gd_homo * (on["homo_logit"] * homo_logit + on["homo_reg"] * homo_reg)
+            + cfg.weight_gd_hetero
+            * (on["hetero_logit"] * het_logit + on["hetero_repr"] * het_repr + on["hetero_reg"] * het_reg)
+            + cfg.weight_decouple
+            * (
+                on["cyc"] * cyc
+                + on["rec"] * rec
+                + cfg.weight_margin_ort * (on["mar"] * mar + on["ort"] * ort)
+            )
         )
         terms = {
             "task": task,

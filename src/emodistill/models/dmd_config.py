@@ -24,6 +24,14 @@ DROPOUT_FIELDS = (
 )
 """Every dropout rate of the model (each must lie in [0, 1))."""
 
+LOSS_TERMS = (
+    "task_c", "task_homo", "task_hetero",
+    "rec", "cyc", "ort", "mar",
+    "homo_logit", "homo_reg", "hetero_logit", "hetero_repr", "hetero_reg",
+)  # fmt: skip
+"""DMD loss terms an ablation may leave out of the total (the fused task loss always stays).
+``task_homo`` / ``task_hetero`` are the three per-modality heads of each space."""
+
 
 @dataclass
 class DMDConfig:
@@ -100,9 +108,25 @@ class DMDConfig:
     checkpoint (so checkpoints stay loadable without the directory and official imports need no hub)."""
     finetune_text: bool = True
     """Back-propagate into the text encoder (official ``use_finetune``)."""
+    decouple: bool = True
+    """Ablation switch. False: no decoupling; both spaces read the projected features (``s = c =
+    proj_x``), and the decoupling losses (rec, cyc, ort, mar) leave the total."""
+    disabled_losses: tuple[str, ...] = ()
+    """Ablation switch: loss terms (names in ``loss_terms``) left out of the total; still logged.
+    E.g. ``("homo_logit", "homo_reg")`` turns HomoGD distillation off."""
+
+    loss_terms = LOSS_TERMS
+    """Names ``disabled_losses`` may hold (subclasses extend it)."""
 
     def __post_init__(self) -> None:
         # checkpoints and YAML may hand sequences back as lists
+        self.disabled_losses = tuple(str(v) for v in self.disabled_losses)
+        unknown = sorted(set(self.disabled_losses) - set(self.loss_terms))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}.disabled_losses: unknown terms {unknown}; "
+                f"expected any of {list(self.loss_terms)}"
+            )
         for name in ("gd_prior_logits_homo", "gd_prior_logits_hetero", "w_losses_homo", "w_losses_hetero"):
             setattr(self, name, tuple(float(v) for v in getattr(self, name)))
         if self.d_model < 4:

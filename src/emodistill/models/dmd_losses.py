@@ -158,7 +158,15 @@ def gd_losses(
     return reg, loss_logit, loss_repr
 
 
-def task_losses(predictions: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
-    """Mean L1 of every ``(B, 1)`` head against ``labels`` (``(B,)`` or ``(B, 1)``)."""
+def task_losses(predictions: dict[str, Tensor], labels: Tensor, task: str = "regression") -> dict[str, Tensor]:
+    """Per-head task loss of every ``(B, 1)`` head against ``labels`` (``(B,)`` or ``(B, 1)``).
+
+    ``task="regression"``: mean L1 (official DMD). ``task="binary"``: heads are logits and labels 0/1;
+    mean binary cross-entropy with logits (UR-FUNNY, MUStARD).
+    """
     y = labels.reshape(-1, 1)
+    if task == "binary":
+        return {name: F.binary_cross_entropy_with_logits(pred, y) for name, pred in predictions.items()}
+    if task != "regression":
+        raise ValueError(f"task {task!r} unknown; expected 'regression' or 'binary'")
     return {name: F.l1_loss(pred, y) for name, pred in predictions.items()}
