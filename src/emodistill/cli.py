@@ -18,6 +18,7 @@ emodistill: multimodal emotion recognition with decoupled multimodal distillatio
   emodistill data check FILE.pkl                       validate an MMSA pickle and describe it
   emodistill data synth -o synth.pkl                   write the synthetic data set as an MMSA pickle
   emodistill ablate --config dmd_synth_demo --seeds 1111 1112 1113   DMD/DHMD ablation table
+  emodistill report runs/X                             HTML interpretability report of a run (-o DIR)
   emodistill models | recipes                          list registered models / shipped recipes
   emodistill import-official dmd.pth --dataset mosi --setting aligned -o model.ckpt
 """
@@ -150,6 +151,12 @@ def cmd_ablate(args: argparse.Namespace, extra: list[str]) -> int:
     print((root / "ablation.md").read_text())
     print(f"ablation directory: {root} (ablation.md, ablation.csv, one run directory per variant and seed)")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from emodistill.report import cmd_report as write
+
+    return write(args)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -286,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list registered models")
     sub.add_parser("recipes", help="list shipped YAML recipes")
 
+    from emodistill.report import add_report_arguments  # light: no torch or matplotlib import
+
+    r = sub.add_parser("report", help="write an HTML interpretability report of a run directory",
+                       description="Write RUN_DIR/report/index.html with PNG figures: training curves, GD-Unit "
+                       "edges, dictionary activations (DHMD), t-SNE of decoupled features, confusion matrix.")
+    add_report_arguments(r)
+
     i = sub.add_parser("import-official", help="convert an official DMD state_dict into an emodistill checkpoint")
     i.add_argument("checkpoint", help="official .pth (a DMD state_dict, e.g. pt/mosi-aligned.pth)")
     i.add_argument("--dataset", required=True, choices=["mosi", "mosei"])
@@ -308,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ablate(args, extra)
         handler = {
             "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
-            "recipes": cmd_recipes, "import-official": cmd_import_official,
+            "recipes": cmd_recipes, "import-official": cmd_import_official, "report": cmd_report,
         }[args.cmd]
         return handler(args)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError) as e:
