@@ -71,7 +71,8 @@ def test_ablate_cli_runs_resumes_and_refuses_other_plans(mmsa_writer, tmp_path, 
     root = tmp_path / "abl"
     args = ["ablate", "--data", str(pkl), "--seeds", "1", "2", "--variants", "dmd", "dhmd", "--run-dir", str(root),
             "--quiet", "--epochs", "1", "--train.batch_size", "8", "--train.update_every", "1", "--train.device",
-            "cpu"] + [x for k, v in TINY.items() if k not in ("name", "disabled_losses") for x in (f"--model.{k}", str(v))]
+            "cpu"]
+    args += [x for k, v in TINY.items() if k not in ("name", "disabled_losses") for x in (f"--model.{k}", str(v))]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| dhmd | DHMD, all components |" in out and "Non0_acc_2" in out

@@ -20,7 +20,9 @@ TINY = dict(d_model=8, num_heads=2, nlevels=1, kernel_l=3, kernel_a=3, kernel_v=
 
 def _batch(b: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    batch = {m: torch.randn(b, SPEC.seq_lens[m], SPEC.feature_dims[m], generator=g) for m in ("text", "audio", "vision")}
+    batch = {
+        m: torch.randn(b, SPEC.seq_lens[m], SPEC.feature_dims[m], generator=g) for m in ("text", "audio", "vision")
+    }
     batch["labels"] = torch.tensor([-2.0, -1.0, 0.0, 1.0, 1.0, 2.0][:b])
     return batch
 

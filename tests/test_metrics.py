@@ -9,14 +9,19 @@ import numpy as np
 import pytest
 import torch
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from emodistill.train.metrics import (
+    LOWER_IS_BETTER,
     METRIC_DESCRIPTIONS,
     METRIC_KEYS,
     PRIMARY_METRICS,
+    average_ranks,
+    binary_cross_entropy_with_logits,
     compute_metrics,
     format_metrics,
+    macro_f1,
+    roc_auc,
     round_metrics,
     sdk_7class,
     weighted_f1,
@@ -309,3 +314,84 @@ def test_round_and_format():
     assert format_metrics(metrics, digits=3) == "Has0_acc_2: 0.877 | MAE: 0.123 | Corr: nan | Loss: 1.500"
     sims = {"Corr": 0.5, "Mult_acc_5": 0.25, "Mult_acc_2": 0.75}
     assert format_metrics(sims, digits=2) == "Mult_acc_2: 0.75 | Mult_acc_5: 0.25 | Corr: 0.50"
+
+
+# ----------------------------------------------------------------------------- binary family (logits)
+
+
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def test_binary_by_hand():
+    logits = [2.0, -1.0, 0.0, 3.0, -0.5, 1.0]
+    labels = [1, 0, 1, 0, 0, 0]
+    m = compute_metrics(logits, labels, family="binary")
+    assert list(m) == METRIC_KEYS["binary"] and all(type(v) is float for v in m.values())
+    # predicted class (logit > 0; a logit of 0 is class 0): [1, 0, 0, 1, 0, 1] -> right at 0, 1, 4
+    assert m["Acc_2"] == pytest.approx(3 / 6)
+    # class 1: support 2, tp 1 (0), fp 2 (3, 5), fn 1 (2) -> 2/(2+2+1) = 2/5
+    # class 0: support 4, tp 2 (1, 4), fp 1 (2), fn 2 (3, 5) -> 4/(4+1+2) = 4/7
+    assert m["F1_weighted"] == pytest.approx((2 * 2 / 5 + 4 * 4 / 7) / 6)  # 18/35
+    assert m["F1_macro"] == pytest.approx((2 / 5 + 4 / 7) / 2)  # 17/35
+    # positives score 2 and 0; negatives -1, 3, -0.5, 1: 2 beats three, 0 beats two -> 5 of 8 pairs
+    assert m["AUC"] == pytest.approx(5 / 8)
+    # -log sigmoid(x) = softplus(-x) for label 1, -log(1 - sigmoid(x)) = softplus(x) for label 0
+    bce = (_softplus(-2) + _softplus(-1) + _softplus(0) + _softplus(3) + _softplus(-0.5) + _softplus(1)) / 6
+    assert m["BCE"] == pytest.approx(bce, rel=1e-12)
+
+
+def test_binary_auc_ties_count_half_and_single_class_is_nan():
+    # positives {1, 2}, negatives {1, 0}: (1 vs 1) tie = 1/2, 1 > 0, 2 > 1, 2 > 0 -> 3.5 / 4
+    assert compute_metrics([1.0, 1.0, 0.0, 2.0], [1, 0, 0, 1], "binary")["AUC"] == pytest.approx(0.875)
+    assert roc_auc([5.0, 5.0, 5.0], [1, 0, 1]) == pytest.approx(0.5)
+    m = compute_metrics([0.3, -0.2, 1.0], [1.0, 1.0, 1.0], "binary")
+    assert math.isnan(m["AUC"])
+    assert m["Acc_2"] == pytest.approx(2 / 3) and m["F1_macro"] == pytest.approx((0.8 + 0.0) / 2)
+    np.testing.assert_allclose(average_ranks(np.array([3.0, 1.0, 3.0, 2.0, 3.0])), [4, 1, 4, 2, 4])
+
+
+def test_binary_bce_is_stable_for_huge_logits():
+    m = compute_metrics([800.0, -800.0, 800.0], [0, 1, 1], "binary")
+    assert m["BCE"] == pytest.approx((800.0 + 800.0 + 0.0) / 3)
+    assert binary_cross_entropy_with_logits(np.array([0.0]), np.array([1])) == pytest.approx(math.log(2))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_binary_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    n = 57
+    labels = rng.integers(0, 2, n)
+    logits = np.round(rng.normal(0.4 * (2 * labels - 1), 1.5), 1)  # rounded: ties across classes occur
+    logits[:3] = 0.0  # exact zeros are class 0
+    m = compute_metrics(torch.tensor(logits).view(-1, 1), labels.astype(np.float32), "binary")
+    y_hat = (logits > 0).astype(int)
+    assert m["Acc_2"] == pytest.approx(accuracy_score(labels, y_hat))
+    assert m["F1_weighted"] == pytest.approx(f1_score(labels, y_hat, average="weighted"))
+    assert m["F1_macro"] == pytest.approx(f1_score(labels, y_hat, average="macro"))
+    assert m["AUC"] == pytest.approx(roc_auc_score(labels, logits))
+    assert m["BCE"] == pytest.approx(log_loss(labels, 1 / (1 + np.exp(-logits))), rel=1e-9)
+
+
+def test_binary_one_sided_predictions_match_sklearn():
+    labels, logits = [0, 1, 1, 0, 1], [-1.0, -2.0, -0.1, -3.0, -0.5]  # everything predicted 0
+    m = compute_metrics(logits, labels, "binary")
+    assert m["F1_weighted"] == pytest.approx(sk_weighted_f1(labels, [0] * 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        assert m["F1_macro"] == pytest.approx(f1_score(labels, [0] * 5, average="macro"))
+    assert macro_f1(np.array([1, 1]), np.array([0, 0])) == 0.0  # only-true and only-predicted classes: F1 0
+
+
+@pytest.mark.parametrize("labels, bad", [([0, 1, 0.5], "0.5 at index 2"), ([2, 1, 0], "2 at index 0"),
+                                         ([0, -1, 1], "-1 at index 1")])
+def test_binary_rejects_non_binary_labels(labels, bad):
+    with pytest.raises(ValueError, match=f"true: binary labels must be 0 or 1, found {bad}"):
+        compute_metrics([0.1, 0.2, 0.3], labels, "binary")
+
+
+def test_binary_tables_and_formatting():
+    assert set(PRIMARY_METRICS["binary"]) <= set(METRIC_KEYS["binary"])
+    assert all(METRIC_DESCRIPTIONS.get(k) for k in METRIC_KEYS["binary"])
+    assert "BCE" in LOWER_IS_BETTER and "Acc_2" not in LOWER_IS_BETTER
+    assert format_metrics({"BCE": 0.5, "Acc_2": 0.75}, digits=2) == "Acc_2: 0.75 | BCE: 0.50"

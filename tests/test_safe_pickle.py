@@ -120,3 +120,16 @@ def test_garbage_file_names_the_file(tmp_path):
     path.write_bytes(b"not a pickle at all")
     with pytest.raises(pickle.UnpicklingError, match="garbage.pkl"):
         safe_load(path)
+
+
+def test_protocol2_empty_bytes_loads_and_bytes_with_arguments_is_refused(tmp_path):
+    # Python 3 writes the buffer of an empty array under protocol 2 as builtins.bytes() (UR-FUNNY and
+    # MUStARD pickles use protocol 2); nothing else may reach bytes().
+    path = tmp_path / "empty.pkl"
+    path.write_bytes(pickle.dumps({"x": np.zeros((0, 81), dtype=np.float64)}, protocol=2))
+    assert b"bytes" in path.read_bytes()
+    assert safe_load(path)["x"].shape == (0, 81)
+    path.write_bytes(b"c__builtin__\nbytes\n(I1000\ntR.")  # protocol 0: bytes(1000)
+    with pytest.raises(UnsafePickleError, match=r"bytes\(1000,\) refused"):
+        safe_load(path)
+    assert is_allowed("builtins", "bytes") and not is_allowed("builtins", "bytearray")

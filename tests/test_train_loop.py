@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -118,3 +120,13 @@ def test_train_config_validation():
         TrainConfig(update_every=0)
     with pytest.raises(ValueError, match="trailing_window"):
         TrainConfig(trailing_window="keep")
+
+
+def test_selection_loss_is_bce_of_logits_for_binary_tasks():
+    from emodistill.train.loop import Predictions
+
+    z, y = np.array([0.0, 2.0, -1.0]), np.array([1.0, 0.0, 0.0])
+    pred = Predictions(prediction=z, label=y, index=np.arange(3), task="binary")
+    want = (math.log(2) + (2 + math.log1p(math.exp(-2))) + math.log1p(math.exp(-1))) / 3
+    assert pred.loss == pytest.approx(want)
+    assert Predictions(prediction=z, label=y, index=np.arange(3)).loss == pytest.approx((1 + 2 + 1) / 3)  # MAE

@@ -44,6 +44,16 @@ def _parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _yaml_mapping(text: str) -> dict:
+    """``--options '{split: fold, fold: 3}'`` -> dict (argparse type)."""
+    import yaml
+
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{split: fold}}', got {text!r}")
+    return value
+
+
 def _config_from_args(args: argparse.Namespace, overrides: list[tuple[str, str]]):
     """Recipe (``--config``), then ``--model`` / ``--data`` / ``--epochs`` / ``--device``, then overrides."""
     from emodistill.train.config import RunConfig, apply_overrides, load_recipe
@@ -69,7 +79,7 @@ def _load_data(cfg):
 
     return load_dataset(
         cfg.data.source, dataset=cfg.data.dataset, strict_hash=cfg.data.strict_hash,
-        replace_nonfinite=cfg.data.replace_nonfinite,
+        replace_nonfinite=cfg.data.replace_nonfinite, options=cfg.data.options,
     )
 
 
@@ -160,7 +170,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from emodistill.data import load_dataset
+    from emodistill.data import load_dataset, reader_options
     from emodistill.data.loader import BatchLoader
     from emodistill.evaluate import check_compatible
     from emodistill.train.checkpoint import load_checkpoint
@@ -170,7 +180,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, ckpt = load_checkpoint(args.checkpoint, device)
-    data = load_dataset(args.data, dataset=args.dataset, strict_hash=args.strict_hash)
+    # a directory data set is re-read with the checkpoint's reader options (same fold, lengths, context)
+    options = args.options if args.options is not None else (
+        reader_options(model.spec) if Path(args.data).is_dir() else {})
+    data = load_dataset(args.data, dataset=args.dataset, strict_hash=args.strict_hash, options=options)
     check_compatible(model, data.spec, args.checkpoint, args.data)
     split = data.splits[args.split]
     pred = predict(model, BatchLoader(split, args.batch_size, shuffle=False, device=device))
@@ -193,7 +206,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         from emodistill.data.check import describe
 
         data = load_dataset(args.file, dataset=args.dataset, strict_hash=args.strict_hash,
-                            replace_nonfinite=args.replace_nonfinite)
+                            replace_nonfinite=args.replace_nonfinite, options=args.options)
         print(describe(data))
         return 0
     from emodistill.data.synth import write_synth
@@ -239,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "values as --train.NAME VALUE, --model.NAME VALUE or --data.NAME VALUE "
                        "(e.g. --train.lr 3e-4 --model.ort_semantics per_sample).")
     t.add_argument("--model", help="registered model name (see `emodistill models`); default dmd")
-    t.add_argument("--data", help="'synth', 'synth-unaligned' or an MMSA .pkl path; default synth")
+    t.add_argument("--data", help="'synth', 'synth-unaligned', an MMSA .pkl path or a UR-FUNNY/MUStARD "
+                   "directory (reader options: --data.options '{split: fold, fold: 3}'); default synth")
     t.add_argument("--config", help="recipe: a YAML path or a shipped recipe name (see `emodistill recipes`)")
     t.add_argument("--seeds", type=int, nargs="+", help="one run per seed; several seeds add mean ± std")
     t.add_argument("--epochs", type=int, help="upper bound on epochs (train.max_epochs)")
@@ -269,9 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on one split")
     e.add_argument("checkpoint")
-    e.add_argument("--data", required=True, help="'synth', 'synth-unaligned' or an MMSA .pkl path")
+    e.add_argument("--data", required=True,
+                   help="'synth', 'synth-unaligned', an MMSA .pkl path or a UR-FUNNY/MUStARD directory")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims)")
+    e.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims, urfunny, mustard)")
+    e.add_argument("--options", type=_yaml_mapping, help="reader options of a directory data set as YAML, e.g. "
+                   "'{split: fold, fold: 3}' (default: those recorded in the checkpoint)")
     e.add_argument("--strict-hash", action="store_true")
     e.add_argument("--device", default="auto")
     e.add_argument("--batch-size", type=int, default=64)
@@ -280,9 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="check or generate data")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
-    c = dsub.add_parser("check", help="validate an MMSA pickle; print splits, shapes, lengths, labels, hash")
-    c.add_argument("file", help="MMSA .pkl path, or 'synth' / 'synth-unaligned'")
-    c.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims)")
+    c = dsub.add_parser("check", help="validate a data set; print splits, shapes, lengths, labels, hash")
+    c.add_argument("file", help="MMSA .pkl path, a UR-FUNNY/MUStARD directory, or 'synth' / 'synth-unaligned'")
+    c.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims, urfunny, mustard)")
+    c.add_argument("--options", type=_yaml_mapping, help="reader options of a directory data set as YAML")
     c.add_argument("--strict-hash", action="store_true", help="fail on a SHA-256 mismatch of a published file")
     c.add_argument("--replace-nonfinite", action="store_true", help="replace NaN/inf by 0 instead of failing")
     s = dsub.add_parser("synth", help="write the synthetic data set as an MMSA pickle")

@@ -10,7 +10,8 @@ from emodistill.spec import DatasetSpec
 def check_compatible(model: nn.Module, data_spec: DatasetSpec, ckpt_path, data_source) -> None:
     """Refuse data whose feature dims (or, for fixed-length models, sequence lengths) differ from training."""
     spec: DatasetSpec = model.spec
-    problems = [
+    problems = [f"task {data_spec.task!r} != {spec.task!r}"] if data_spec.task != spec.task else []
+    problems += [
         f"{m} feature dim {data_spec.feature_dims[m]} != {spec.feature_dims[m]}"
         for m in spec.feature_dims if data_spec.feature_dims[m] != spec.feature_dims[m]
     ]

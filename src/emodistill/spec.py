@@ -12,21 +12,33 @@ from dataclasses import asdict, dataclass, field
 MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
 """MMSA's modality keys, in the order MMSA lists feature dims (T, A, V)."""
 
+TASKS: tuple[str, str] = ("regression", "binary")
+"""Prediction tasks: ``regression`` (MOSI/MOSEI/SIMS sentiment scores) or ``binary`` (UR-FUNNY humour,
+MUStARD sarcasm; labels 0/1, the model predicts one logit per clip)."""
+BINARY_LABEL_RANGE: tuple[float, float] = (0.0, 1.0)
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """Shapes and label conventions of one data set.
 
     Attributes:
-        name: data-set family, one of ``mosi``, ``mosei``, ``sims``, ``synth`` or ``custom``. It picks
-            the metric family (SIMS metrics for ``sims``) and the label range check.
-        aligned: True for word-aligned files (no ``*_lengths`` keys), False for unaligned ones.
+        name: data-set family, one of ``mosi``, ``mosei``, ``sims``, ``synth``, ``custom`` (MMSA
+            pickles), ``urfunny`` or ``mustard``. For regression it picks the metric family (SIMS
+            metrics for ``sims``) and the label range check.
+        aligned: True when all modalities share one word timeline of one length T (MMSA aligned files,
+            which have no ``*_lengths`` keys; UR-FUNNY), False for unaligned ones.
         feature_dims: per modality, the last dimension of the feature arrays, e.g.
             ``{"text": 768, "audio": 5, "vision": 20}``.
         seq_lens: per modality, the padded sequence length T of the arrays, e.g.
             ``{"text": 50, "audio": 375, "vision": 500}``.
-        label_range: closed interval that every regression label lies in.
+        label_range: closed interval that every regression label lies in; ``(0, 1)`` for binary tasks.
         has_text_bert: whether the file carries ``text_bert`` token ids (needed to fine-tune BERT).
+        extra: free-form, serialisable provenance, e.g. the reader options that fixed the sequence
+            lengths (``{"reader": "urfunny", "context_sentences": 0, "max_len": 50}``).
+        task: ``"regression"`` (labels are scores in ``label_range``) or ``"binary"`` (labels are 0/1
+            and a model's prediction is a logit, class 1 iff logit > 0). Checkpoints written before
+            this field existed lack it and load as regression.
     """
 
     name: str
@@ -36,6 +48,7 @@ class DatasetSpec:
     label_range: tuple[float, float] = (-3.0, 3.0)
     has_text_bert: bool = True
     extra: dict[str, object] = field(default_factory=dict)
+    task: str = "regression"
 
     def __post_init__(self) -> None:
         for key in ("feature_dims", "seq_lens"):
@@ -46,10 +59,20 @@ class DatasetSpec:
         lo, hi = self.label_range
         if not lo < hi:
             raise ValueError(f"DatasetSpec.label_range={self.label_range} must be an interval lo < hi")
+        if self.task not in TASKS:
+            raise ValueError(f"DatasetSpec.task={self.task!r}; expected one of {list(TASKS)}")
+        if self.task == "binary" and tuple(self.label_range) != BINARY_LABEL_RANGE:
+            raise ValueError(
+                f"DatasetSpec.label_range={self.label_range} for task 'binary'; expected {BINARY_LABEL_RANGE} "
+                "(labels are 0/1)"
+            )
 
     @property
     def metric_family(self) -> str:
-        """``"sims"`` for CH-SIMS (labels in [-1, 1]), otherwise ``"mosi"`` (MOSI/MOSEI conventions)."""
+        """``"binary"`` for binary tasks, ``"sims"`` for CH-SIMS (labels in [-1, 1]), otherwise ``"mosi"``
+        (MOSI/MOSEI conventions)."""
+        if self.task == "binary":
+            return "binary"
         return "sims" if self.name.startswith("sims") else "mosi"
 
     def to_dict(self) -> dict:
@@ -59,6 +82,7 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetSpec:
+        """Inverse of :meth:`to_dict`; dicts from older checkpoints (no ``task``) load as regression."""
         d = dict(d)
         d["label_range"] = tuple(d.get("label_range", (-3.0, 3.0)))
         return cls(**d)

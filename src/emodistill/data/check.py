@@ -1,4 +1,4 @@
-"""Human-readable report of a loaded data set (``emodistill data check FILE``)."""
+"""Human-readable report of a loaded data set (``emodistill data check FILE|DIR``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def describe(data: MMSAData) -> str:
     array shapes/dtypes, length statistics, a label histogram, and the reader's notes."""
     spec = data.spec
     lines = []
-    if data.path is not None:
+    if data.path is not None and data.path.is_dir():
+        lines.append(f"directory: {data.path}")
+    elif data.path is not None:
         size = data.path.stat().st_size if data.path.exists() else None
         lines.append(f"file:      {data.path}")
         lines.append(f"size:      {_human(size) if size is not None else '?'}")
@@ -25,8 +27,10 @@ def describe(data: MMSAData) -> str:
     lines.append(f"hash:      {data.hash_status}")
     lines.append(
         f"dataset:   {spec.name} ({'aligned' if spec.aligned else 'unaligned'}), labels in "
-        f"[{spec.label_range[0]:g}, {spec.label_range[1]:g}], metric family {spec.metric_family}"
+        f"[{spec.label_range[0]:g}, {spec.label_range[1]:g}], task {spec.task}, metric family {spec.metric_family}"
     )
+    if spec.extra:
+        lines.append("reader:    " + ", ".join(f"{k}={v}" for k, v in spec.extra.items()))
     dims = ", ".join(f"{m} {spec.feature_dims[m]}" for m in spec.feature_dims)
     lens = ", ".join(f"{m} {spec.seq_lens[m]}" for m in spec.seq_lens)
     lines.append(f"dims:      {dims}   padded T: {lens}   text_bert: {'yes' if spec.has_text_bert else 'no'}")
@@ -48,7 +52,7 @@ def _describe_split(split: SplitData, family: str) -> list[str]:
         "vision": split.vision,
         "audio_lengths": split.audio_lengths,
         "vision_lengths": split.vision_lengths,
-        "regression_labels": split.labels,
+        "labels (0/1)" if family == "binary" else "regression_labels": split.labels,
     }
     arrays.update({f"regression_labels_{m}": y for m, y in split.unimodal_labels.items()})
     for key, arr in arrays.items():
@@ -71,14 +75,17 @@ def _describe_split(split: SplitData, family: str) -> list[str]:
                 f"median {np.median(values):6.1f}  max {values.max():>4}"
             )
     if len(split):
-        lines.append("  labels " + ("(SIMS 5 bins):" if family == "sims" else "(Acc-7 classes, np.round):"))
+        header = {"sims": "(SIMS 5 bins):", "binary": "(binary 0/1):"}.get(family, "(Acc-7 classes, np.round):")
+        lines.append("  labels " + header)
         lines.extend("    " + row for row in _histogram(split.labels, family))
     return lines
 
 
 def label_bins(labels: np.ndarray, family: str) -> tuple[list[str], np.ndarray]:
     """Bin names and counts: 7 classes ``np.round(clip(y, -3, 3))`` for mosi-family data, MMSA's five
-    SIMS intervals for sims."""
+    SIMS intervals for sims, the two classes 0 and 1 for binary data (labels are validated 0/1)."""
+    if family == "binary":
+        return ["0", "1"], np.array([int(np.sum(labels == 0)), int(np.sum(labels == 1))])
     if family == "sims":
         # side="left" makes bin i the interval (edge_i, edge_i+1], as MMSA cuts them.
         idx = np.searchsorted(np.asarray(_SIMS_EDGES), np.clip(labels, -1, 1), side="left") - 1

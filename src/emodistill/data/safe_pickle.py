@@ -1,4 +1,4 @@
-"""Load MMSA feature pickles without letting the file run code.
+"""Load feature pickles (MMSA, UR-FUNNY, MUStARD) without letting the file run code.
 
 ``pickle.load`` calls whatever global a file names (``os.system``, ``builtins.eval``, ...), so opening a
 downloaded ``.pkl`` with it is running a stranger's program. MMSA's files only need numpy arrays
@@ -9,7 +9,8 @@ runs.
 
 Both numpy spellings are admitted: ``numpy.core.*`` (files written with numpy < 2, such as every
 published MMSA file) and ``numpy._core.*`` (numpy >= 2); each is mapped to whichever module the
-installed numpy provides.
+installed numpy provides. Protocol-2 pickles written by Python 3 spell ``bytes`` as
+``_codecs.encode(text, "latin1")`` or, when empty, ``bytes()``; both are admitted in those forms only.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") ->
     return obj.encode("latin-1", errors)
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()`` limited to no arguments: protocol-2 pickles written by Python 3 store an empty
+    ``bytes`` (the raw buffer of an empty numpy array, e.g. a UR-FUNNY sentence without words) as
+    ``builtins.bytes()``."""
+    if args:
+        raise UnsafePickleError(f"bytes{args!r} refused (only the empty bytes() is needed)")
+    return b""
+
+
 # (module, name) pairs a numpy/builtin-container pickle needs; the "numpy.core" family is also
 # accepted under its numpy-2 name "numpy._core" (see _resolve).
 _NUMPY_CORE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
@@ -50,6 +60,12 @@ _PLAIN_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("numpy", "dtype"),
     }
 )
+# How Python 3 writes ``bytes`` under protocol 2 (MUStARD's release code pickles with protocol=2), each
+# replaced by a narrowed stand-in.
+_PROTOCOL2_BYTES: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): _latin1_encode,
+    ("builtins", "bytes"): _empty_bytes,
+}
 
 
 def _numpy_core_candidates(module: str) -> list[str] | None:
@@ -66,7 +82,7 @@ def _numpy_core_candidates(module: str) -> list[str] | None:
 
 def is_allowed(module: str, name: str) -> bool:
     """Whether the global ``module.name`` is on the allow-list."""
-    if (module, name) in _PLAIN_GLOBALS or (module, name) == ("_codecs", "encode"):
+    if (module, name) in _PLAIN_GLOBALS or (module, name) in _PROTOCOL2_BYTES:
         return True
     if _numpy_core_candidates(module) is None:
         return False
@@ -75,8 +91,8 @@ def is_allowed(module: str, name: str) -> bool:
 
 
 def _resolve(module: str, name: str) -> Any:
-    if (module, name) == ("_codecs", "encode"):
-        return _latin1_encode
+    if (module, name) in _PROTOCOL2_BYTES:
+        return _PROTOCOL2_BYTES[(module, name)]
     candidates = _numpy_core_candidates(module) or [module]
     last_error: Exception | None = None
     for candidate in candidates:

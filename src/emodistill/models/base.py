@@ -45,7 +45,7 @@ class MERModel(nn.Module):
 
     def compute_losses(self, output: ModelOutput, labels: Tensor) -> dict[str, Tensor]:
         y = labels.view(-1, 1)
-        if self.spec.task == "binary":  # predictions are logits, labels 0/1
+        if getattr(self.spec, "task", "regression") == "binary":  # predictions are logits, labels 0/1
             loss = nn.functional.binary_cross_entropy_with_logits(output.prediction, y)
         else:
             loss = nn.functional.l1_loss(output.prediction, y)

@@ -149,7 +149,8 @@ def load_test_split(run: RunFiles, data_source: str | None = None):
         return None, "config.yaml records no data source; figures that need the model's features were skipped."
     try:
         data = load_dataset(source, dataset=dcfg.get("dataset"),
-                            replace_nonfinite=bool(dcfg.get("replace_nonfinite", False)))
+                            replace_nonfinite=bool(dcfg.get("replace_nonfinite", False)),
+                            options=dcfg.get("options") or None)
     except (OSError, ValueError) as e:  # FileNotFoundError, DataValidationError, unsafe pickle ...
         return None, (f"test data could not be loaded from {source!r} ({e}); figures that need the model's "
                       "features were skipped (pass `--data PATH` if the file moved).")

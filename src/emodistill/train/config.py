@@ -79,9 +79,14 @@ class DataConfig:
     """Which data to train on and how strictly to read it."""
 
     source: str = "synth"
-    """"synth", "synth-unaligned", or the path of an MMSA processed pickle."""
+    """"synth", "synth-unaligned", the path of an MMSA processed pickle, or a UR-FUNNY v2 / MUStARD
+    release directory."""
     dataset: str | None = None
-    """Force the data-set family (mosi, mosei, sims); default: from the file's hash or dims."""
+    """Force the data-set family (mosi, mosei, sims for files; urfunny, mustard for directories);
+    default: from the file's hash or dims, or the directory's files."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Reader options of a directory data set, e.g. ``{split: fold, fold: 3}`` (MUStARD) or
+    ``{context_sentences: 2, max_len: 60}`` (UR-FUNNY); see the README."""
     strict_hash: bool = False
     """Fail (instead of warn) when a published MMSA file's SHA-256 does not match."""
     replace_nonfinite: bool = False

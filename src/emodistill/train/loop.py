@@ -120,13 +120,18 @@ def train_one_epoch(
 class Predictions:
     """Eval-mode outputs over a whole split, in split order."""
 
-    prediction: np.ndarray  # (N,)
+    prediction: np.ndarray  # (N,) scores; logits for binary tasks
     label: np.ndarray  # (N,)
     index: np.ndarray  # (N,) row in the split
+    task: str = "regression"
 
     @property
     def loss(self) -> float:
-        """Mean absolute error over samples (the model-selection criterion)."""
+        """The model-selection criterion, averaged over samples: the absolute error (regression, as DMD)
+        or the binary cross-entropy of the logits (binary tasks)."""
+        if self.task == "binary":
+            z, y = self.prediction, self.label
+            return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
         return float(np.mean(np.abs(self.prediction - self.label)))
 
 
@@ -143,6 +148,7 @@ def predict(model: nn.Module, loader: BatchLoader) -> Predictions:
         prediction=torch.cat(preds)[order].numpy().astype(np.float64),
         label=torch.cat(labels)[order].numpy().astype(np.float64),
         index=torch.cat(index)[order].numpy(),
+        task=getattr(getattr(model, "spec", None), "task", "regression"),
     )
 
 

@@ -21,6 +21,12 @@ Acc-7 has two incompatible conventions, kept under distinct names:
 Weighted F1 is computed here with numpy and matches scikit-learn's
 ``f1_score(y_true, y_pred, average="weighted")`` (classes = union of those in ``y_true`` and
 ``y_pred``, weights = support in ``y_true``). Note the argument order: MulT and MISA swap it.
+
+The ``binary`` family (UR-FUNNY humour, MUStARD sarcasm) scores a LOGIT per clip against 0/1 labels:
+class 1 iff logit > 0 (a logit of exactly 0 is class 0), as HKT (Hasan et al., AAAI 2021) reads its
+``BCEWithLogitsLoss``-trained head: ``np.round(sigmoid(logit))``, which rounds 0.5 to 0. It reports
+accuracy, weighted and macro F1 (scikit-learn's definitions), the mean binary cross-entropy of the
+logits, and ROC AUC (Mann-Whitney, ties averaged).
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-FAMILIES: tuple[str, str] = ("mosi", "sims")
-"""Metric families: ``mosi`` for MOSI, MOSEI and synthetic data, ``sims`` for CH-SIMS (v2)."""
+FAMILIES: tuple[str, str, str] = ("mosi", "sims", "binary")
+"""Metric families: ``mosi`` for MOSI, MOSEI and synthetic data, ``sims`` for CH-SIMS (v2), ``binary``
+for binary tasks (UR-FUNNY, MUStARD; predictions are logits, labels 0/1)."""
 
 METRIC_KEYS: dict[str, list[str]] = {
     "mosi": [
@@ -40,6 +47,7 @@ METRIC_KEYS: dict[str, list[str]] = {
         "Mult_acc_3", "Mult_acc_5", "Mult_acc_7", "Mult_acc_7_sdk", "MAE", "Corr",
     ],
     "sims": ["Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score", "MAE", "Corr"],
+    "binary": ["Acc_2", "F1_weighted", "F1_macro", "AUC", "BCE"],
 }
 """Every key :func:`compute_metrics` returns, per family, in display order."""
 
@@ -50,10 +58,13 @@ PRIMARY_METRICS: dict[str, list[str]] = {
         "Mult_acc_5", "Mult_acc_7", "MAE", "Corr",
     ],
     "sims": ["Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score", "MAE", "Corr"],
+    # UR-FUNNY and MUStARD papers report accuracy and (weighted) F1; macro F1 and AUC are robust to
+    # MUStARD's class imbalance on its Friends test show.
+    "binary": ["Acc_2", "F1_weighted", "F1_macro", "AUC"],
 }
 """Ordered keys for results tables, per family."""
 
-LOWER_IS_BETTER: frozenset[str] = frozenset({"MAE"})
+LOWER_IS_BETTER: frozenset[str] = frozenset({"MAE", "BCE"})
 """Keys where a smaller value is better; for all other keys larger is better."""
 
 METRIC_DESCRIPTIONS: dict[str, str] = {
@@ -76,6 +87,12 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "MAE": "mean absolute error (MOSI family: unclipped; SIMS: after clipping to [-1,1])",
     "Corr": "Pearson correlation (MOSI family: unclipped; SIMS: after clipping); "
             "NaN if either side is constant",
+    "Acc_2": "binary accuracy; the prediction is a logit, class 1 iff logit > 0",
+    "F1_weighted": "support-weighted F1 over the classes in labels or predictions (sklearn average='weighted')",
+    "F1_macro": "unweighted mean F1 over the classes in labels or predictions (sklearn average='macro')",
+    "AUC": "ROC AUC of the logits (Mann-Whitney rank statistic, ties count 1/2); NaN if only one class "
+           "occurs in the labels",
+    "BCE": "mean binary cross-entropy of the logits (natural log, computed stably from the logits)",
 }
 """One-line description per metric key, for the README and ``--help``."""
 
@@ -124,6 +141,26 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == y_pred))
 
 
+def _per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    """(C,) F1 ``2 tp / (2 tp + fp + fn)`` and (C,) support in ``y_true`` for each class of the union of
+    ``y_true`` and ``y_pred`` (sorted). Every class of the union has ``tp + fp + fn > 0``, so no F1 is
+    0/0; a class found only in ``y_pred`` has F1 0, as scikit-learn's zero-division default gives."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or y_true.size == 0:
+        raise ValueError(
+            f"{caller}: need two non-empty 1-D arrays of equal length, got {y_true.shape} and {y_pred.shape}"
+        )
+    classes = np.union1d(y_true, y_pred)
+    f1, support = np.zeros(len(classes)), np.zeros(len(classes))
+    for i, c in enumerate(classes):
+        is_true, is_pred = y_true == c, y_pred == c
+        tp = int(np.sum(is_true & is_pred))
+        fp = int(np.sum(~is_true & is_pred))
+        fn = int(is_true.sum()) - tp
+        f1[i], support[i] = 2 * tp / (2 * tp + fp + fn), tp + fn
+    return f1, support
+
+
 def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Support-weighted F1, as scikit-learn's ``f1_score(y_true, y_pred, average="weighted")``.
 
@@ -139,23 +176,73 @@ def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     Returns:
         Weighted F1 in [0, 1].
     """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.shape != y_pred.shape or y_true.ndim != 1 or y_true.size == 0:
-        raise ValueError(
-            "weighted_f1: need two non-empty 1-D arrays of equal length, "
-            f"got {y_true.shape} and {y_pred.shape}"
-        )
-    total = 0.0
-    for c in np.union1d(y_true, y_pred):
-        is_true, is_pred = y_true == c, y_pred == c
-        support = int(is_true.sum())
-        if support == 0:
-            continue  # weight 0
-        tp = int(np.sum(is_true & is_pred))
-        fp = int(np.sum(~is_true & is_pred))
-        fn = support - tp
-        total += support * (2 * tp / (2 * tp + fp + fn))  # denominator >= support > 0
-    return total / y_true.size
+    f1, support = _per_class_f1(y_true, y_pred, "weighted_f1")
+    return float(np.sum(f1 * support) / np.sum(support))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted mean of the per-class F1, as scikit-learn's ``f1_score(y_true, y_pred,
+    average="macro")``: classes are the union of those in ``y_true`` and ``y_pred``, so a class that
+    is only predicted (never true) counts with F1 0.
+
+    Args:
+        y_true: (N,) ground-truth class labels.
+        y_pred: (N,) predicted class labels.
+
+    Returns:
+        Macro F1 in [0, 1].
+    """
+    f1, _ = _per_class_f1(y_true, y_pred, "macro_f1")
+    return float(f1.mean())
+
+
+def binary_cross_entropy_with_logits(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean ``-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))]`` in float64.
+
+    Uses ``max(x, 0) - x y + log1p(exp(-|x|))``, which equals the definition and never overflows or
+    takes the log of 0 (a logit of 800 with label 0 costs 800, not inf).
+    """
+    x, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    return float(np.mean(np.maximum(x, 0.0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """(N,) 1-based ranks of ``x``; tied values share the mean of the ranks they span (as
+    ``scipy.stats.rankdata(x, method="average")``)."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    # start index of each run of equal values in the sorted order
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]  # exclusive
+    run_rank = (starts + 1 + ends) / 2.0  # mean of the 1-based ranks starts+1 .. ends
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ranks
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve by the Mann-Whitney U statistic.
+
+    ``AUC = (R_1 - n_1 (n_1 + 1) / 2) / (n_1 n_0)`` with ``R_1`` the sum of the average ranks of the
+    positives' scores: the probability that a random positive scores above a random negative, a tie
+    counting 1/2. It equals scikit-learn's ``roc_auc_score`` (trapezoidal ROC area).
+
+    Args:
+        scores: (N,) real-valued scores (logits), larger meaning more likely class 1.
+        labels: (N,) 0/1 (or bool) labels.
+
+    Returns:
+        AUC in [0, 1], or NaN when the labels hold only one class (the ROC curve is undefined there;
+        scikit-learn raises instead).
+    """
+    pos = np.asarray(labels).astype(bool)
+    n1 = int(pos.sum())
+    n0 = pos.size - n1
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    r1 = float(average_ranks(np.asarray(scores, dtype=np.float64))[pos].sum())
+    return (r1 - n1 * (n1 + 1) / 2.0) / (n1 * n0)
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -223,27 +310,51 @@ def _sims_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return m
 
 
+def _binary_metrics(logits: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    not_binary = (true != 0) & (true != 1)
+    if not_binary.any():
+        first = int(np.argmax(not_binary))
+        raise ValueError(
+            f"true: binary labels must be 0 or 1, found {true[first]:g} at index {first} "
+            f"({int(not_binary.sum())} value(s) not in {{0, 1}})"
+        )
+    y = true.astype(np.int64)
+    y_hat = (logits > 0).astype(np.int64)  # logit 0 = probability 1/2 -> class 0
+    return {
+        "Acc_2": accuracy(y, y_hat),
+        "F1_weighted": weighted_f1(y, y_hat),
+        "F1_macro": macro_f1(y, y_hat),
+        "AUC": roc_auc(logits, y),
+        "BCE": binary_cross_entropy_with_logits(logits, y),
+    }
+
+
 def compute_metrics(pred: Any, true: Any, family: str = "mosi") -> dict[str, float]:
-    """Evaluate regression predictions with the MMSA metric set of a data-set family.
+    """Evaluate predictions with the metric set of a data-set family.
 
     Args:
-        pred: (N,) predicted sentiment scores (numpy array, torch tensor or list; (N, 1) is accepted).
-        true: (N,) ground-truth regression labels.
-        family: ``"mosi"`` (MOSI, MOSEI, synthetic; labels in [-3, 3]) or ``"sims"`` (CH-SIMS,
-            labels in [-1, 1]); see ``DatasetSpec.metric_family``.
+        pred: (N,) predictions (numpy array, torch tensor or list; (N, 1) is accepted): sentiment
+            scores for ``mosi``/``sims``, logits for ``binary``.
+        true: (N,) ground-truth labels: regression labels, or 0/1 for ``binary``.
+        family: ``"mosi"`` (MOSI, MOSEI, synthetic; labels in [-3, 3]), ``"sims"`` (CH-SIMS,
+            labels in [-1, 1]) or ``"binary"`` (UR-FUNNY, MUStARD); see ``DatasetSpec.metric_family``.
 
     Returns:
         ``{key: float}`` with exactly the keys ``METRIC_KEYS[family]``, unrounded. ``Non0_*`` are
-        NaN when every label is 0; ``Corr`` is NaN when predictions or labels are constant.
+        NaN when every label is 0; ``Corr`` is NaN when predictions or labels are constant; ``AUC``
+        is NaN when the labels hold a single class.
 
     Raises:
-        ValueError: unknown family, lengths differ, empty input, wrong shape or non-finite values.
+        ValueError: unknown family, lengths differ, empty input, wrong shape, non-finite values, or
+            (``binary``) a label other than 0/1.
     """
     if family not in FAMILIES:
         raise ValueError(f"compute_metrics: unknown family {family!r}; expected one of {list(FAMILIES)}")
     p, t = _as_array(pred, "pred"), _as_array(true, "true")
     if p.shape != t.shape:
         raise ValueError(f"compute_metrics: pred has {p.shape[0]} values but true has {t.shape[0]}")
+    if family == "binary":
+        return _binary_metrics(p, t)
     return _mosi_metrics(p, t) if family == "mosi" else _sims_metrics(p, t)
 
 
