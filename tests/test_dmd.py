@@ -13,6 +13,7 @@ from emodistill.models import create_model, list_models
 from emodistill.models.dmd import DMD, MODS, DMDOutput
 from emodistill.models.dmd_config import DMDConfig
 from emodistill.models.gd_unit import prior_from_logits
+from emodistill.models.official import official_config
 from emodistill.spec import DatasetSpec
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "emodistill" / "models"
@@ -31,18 +32,6 @@ def spec_of(dims, lens, name="mosi", aligned=True) -> DatasetSpec:
 MOSI_ALIGNED = spec_of((768, 5, 20), (50, 50, 50))
 MOSEI_ALIGNED = spec_of((768, 74, 35), (50, 50, 50), name="mosei")
 UNALIGNED_LIKE = spec_of((16, 4, 6), (12, 20, 16), aligned=False)
-MOSEI_CFG = dict(
-    d_model=30,
-    num_heads=6,
-    kernel_l=5,
-    kernel_a=1,
-    kernel_v=3,
-    text_dropout=0.3,
-    attn_dropout=0.4,
-    attn_dropout_a=0.0,
-    attn_dropout_v=0.0,
-    embed_dropout=0.0,
-)
 
 
 def make_batch(spec: DatasetSpec, bsz: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -94,7 +83,7 @@ def test_mosi_aligned_shapes_and_official_parameter_count():
 
 
 def test_mosei_aligned_lengths_and_parameter_count():
-    model = create_model("dmd", MOSEI_ALIGNED, **MOSEI_CFG)
+    model = create_model("dmd", MOSEI_ALIGNED, **official_config("mosei"))
     assert model.t_out == {"l": 46, "v": 48, "a": 50}  # T' = T - k + 1 with kernels 5 / 3 / 1
     assert body_params(model) == 1_792_778 - 30 * (46 + 48 + 50) * 30 - 3 * 30 == 1_663_088
     assert sum(p.numel() for p in model.gd_homo.parameters()) == 2369

@@ -64,8 +64,8 @@ def test_test_split_is_evaluated_once_on_the_selected_checkpoint(data, tmp_path,
     calls = []
     real = run_mod.predict
 
-    def spy(model, loader):
-        out = real(model, loader)
+    def spy(model, loader, **kw):
+        out = real(model, loader, **kw)
         calls.append((loader.n, {k: v.clone() for k, v in model.state_dict().items()}))
         return out
 

@@ -186,32 +186,10 @@ def test_write_synth_matches_generator(tmp_path):
     from emodistill.data import load_mmsa
     from emodistill.data.synth import write_synth
 
-    path = write_synth(
-        tmp_path / "out" / "synth.pkl",
-        seed=3,
-        aligned=False,
-        n_train=5,
-        n_valid=2,
-        n_test=2,
-        text_len=6,
-        audio_len=9,
-        vision_len=11,
-        text_dim=4,
-    )
+    kw = dict(seed=3, aligned=False, n_train=5, n_valid=2, n_test=2, text_len=6, audio_len=9, vision_len=11,
+              text_dim=4)
+    path = write_synth(tmp_path / "out" / "synth.pkl", **kw)
     data = load_mmsa(path, dataset="synth")
-    ref = generate_synth(
-        replace(
-            SMALL,
-            seed=3,
-            aligned=False,
-            n_train=5,
-            n_valid=2,
-            n_test=2,
-            text_len=6,
-            audio_len=9,
-            vision_len=11,
-            text_dim=4,
-        )
-    )
+    ref = generate_synth(replace(SMALL, **kw))
     np.testing.assert_array_equal(data.test.vision, ref["test"]["vision"])
     np.testing.assert_array_equal(data.train.audio_lengths, ref["train"]["audio_lengths"])

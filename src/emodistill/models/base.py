@@ -70,3 +70,9 @@ class MERModel(nn.Module):
         A report draws what a model provides and skips the rest.
         """
         return {}
+
+    @torch.no_grad()
+    def predict_and_interpret(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`predict` and :meth:`interpret` of one batch; a model whose interpretation needs its full
+        forward pass overrides this to run that pass once for both."""
+        return self.predict(batch), self.interpret(batch)

@@ -329,11 +329,12 @@ class DMD(MERModel):
     def interpret(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """GD edges and time-pooled decoupled features (shared ``c`` = homo, private ``s`` = hetero);
         see :meth:`MERModel.interpret`."""
-        return self.interpret_output(self(batch))
+        return self.predict_and_interpret(batch)[1]
 
-    @staticmethod
-    def interpret_output(out: DMDOutput) -> dict[str, Tensor]:
-        """:meth:`interpret` from an existing forward output."""
+    @torch.no_grad()
+    def predict_and_interpret(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Scores ``(B,)`` and :meth:`interpret`'s quantities from one full forward pass."""
+        out = self(batch)
         named = {"edges/homo": out.edges_homo, "edges/hetero": out.edges_hetero}
         for m in MODS:
             named[f"features/homo/{m}"] = out.c[m].mean(dim=2)  # (B, d, T') -> (B, d)
@@ -341,7 +342,7 @@ class DMD(MERModel):
         for space, acts in out.activations.items():
             for m, a in acts.items():
                 named[f"activations/{space}/{m}"] = a
-        return named
+        return out.prediction.view(-1), named
 
     # ------------------------------------------------------------------ objective
     def compute_losses(self, output: DMDOutput, labels: Tensor) -> dict[str, Tensor]:

@@ -164,7 +164,7 @@ def load_test_split(run: RunFiles, data_source: str | None = None):
 @torch.no_grad()
 def collect_interpretation(model: torch.nn.Module, split, batch_size: int = 64,
                            device: str | torch.device = "cpu") -> tuple[dict[str, np.ndarray], TestPredictions]:
-    """Run ``model.interpret`` and ``model.predict`` over ``split``, in split order.
+    """Run ``model.predict_and_interpret`` (one forward pass per batch) over ``split``, in split order.
 
     Returns:
         ``(named, predictions)``: ``named`` maps every key of ``interpret`` (see
@@ -177,10 +177,13 @@ def collect_interpretation(model: torch.nn.Module, split, batch_size: int = 64,
     chunks: dict[str, list[torch.Tensor]] = {}
     preds, labels, index = [], [], []
     for batch in BatchLoader(split, batch_size, shuffle=False, device=device):
-        if hasattr(model, "interpret"):
-            for k, v in model.interpret(batch).items():
+        if hasattr(model, "predict_and_interpret"):  # one forward pass for both
+            scores, named = model.predict_and_interpret(batch)
+            for k, v in named.items():
                 chunks.setdefault(k, []).append(v.detach().double().cpu())
-        preds.append(model.predict(batch).reshape(-1).double().cpu())
+        else:
+            scores = model.predict(batch)
+        preds.append(scores.reshape(-1).double().cpu())
         labels.append(batch["labels"].reshape(-1).double().cpu())
         index.append(batch["index"].cpu())
     order = torch.cat(index).argsort()  # (N,) back to split order

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -124,6 +124,8 @@ class Predictions:
     label: np.ndarray  # (N,)
     index: np.ndarray  # (N,) row in the split
     task: str = "regression"
+    edges: dict[str, list[float]] = field(default_factory=dict)
+    """With ``predict(..., edges=True)``: split means of the GD edge weights, ``{space: [6 floats]}``."""
 
     @property
     def loss(self) -> float:
@@ -136,19 +138,32 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: BatchLoader) -> Predictions:
+def predict(model: nn.Module, loader: BatchLoader, *, edges: bool = False) -> Predictions:
+    """Eval-mode scores over a split; ``edges=True`` also averages the model's GD edge weights (``{}`` if
+    it has none), from the same forward pass, so that a report can draw how they evolve over epochs."""
     model.eval()
     preds, labels, index = [], [], []
+    edge_sums: dict[str, Tensor] = {}
     for batch in loader:
-        preds.append(model.predict(batch).reshape(-1).float().cpu())
+        if edges and hasattr(model, "predict_and_interpret"):
+            scores, named = model.predict_and_interpret(batch)
+            for k, v in named.items():
+                if k.startswith("edges/"):
+                    v = v.double().sum(dim=0).cpu()  # (6,)
+                    edge_sums[k] = edge_sums[k] + v if k in edge_sums else v
+        else:
+            scores = model.predict(batch)
+        preds.append(scores.reshape(-1).float().cpu())
         labels.append(batch["labels"].reshape(-1).float().cpu())
         index.append(batch["index"].reshape(-1).cpu())
     order = torch.cat(index).argsort()
+    n = len(order)
     return Predictions(
         prediction=torch.cat(preds)[order].numpy().astype(np.float64),
         label=torch.cat(labels)[order].numpy().astype(np.float64),
         index=torch.cat(index)[order].numpy(),
         task=getattr(getattr(model, "spec", None), "task", "regression"),
+        edges={k.split("/", 1)[1]: (v / n).tolist() for k, v in edge_sums.items()},
     )
 
 
@@ -178,25 +193,3 @@ def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
-
-
-@torch.no_grad()
-def mean_edges(model: nn.Module, loader: BatchLoader) -> dict[str, list[float]]:
-    """Split means of the model's GD edge weights, ``{space: [6 floats]}`` (``{}`` if it has none).
-
-    Logged per epoch so a report can draw how the distillation graph evolves during training.
-    """
-    if not hasattr(model, "interpret"):
-        return {}
-    model.eval()
-    sums: dict[str, Tensor] = {}
-    n = 0
-    for batch in loader:
-        named = {k: v for k, v in model.interpret(batch).items() if k.startswith("edges/")}
-        if not named:
-            return {}
-        for k, v in named.items():
-            v = v.double().sum(dim=0).cpu()
-            sums[k] = sums[k] + v if k in sums else v
-        n += batch["labels"].shape[0]
-    return {k.split("/", 1)[1]: (v / n).tolist() for k, v in sums.items()}

@@ -41,7 +41,6 @@ from emodistill.train.loop import (
     Predictions,
     make_optimizer,
     make_scheduler,
-    mean_edges,
     predict,
     resolve_device,
     timed,
@@ -199,9 +198,9 @@ def fit(
         train_stats, t_train = timed(
             train_one_epoch, model, train_loader, optimizer, tcfg, progress=not quiet, desc=f"epoch {epoch}"
         )
-        val_pred, t_eval = timed(predict, model, valid_loader)
+        val_pred, t_eval = timed(predict, model, valid_loader, edges=True)
         val_loss = val_pred.loss
-        edges = mean_edges(model, valid_loader)  # {"homo": [6], "hetero": [6]} for DMD-like models
+        edges = val_pred.edges  # {"homo": [6], "hetero": [6]} for DMD-like models
         val_metrics = compute_metrics(val_pred.prediction, val_pred.label, family)
         if scheduler is not None:
             scheduler.step(val_loss)
