@@ -229,6 +229,13 @@ class DMD(MERModel):
         """Mem encoders on the hetero-space tokens: last steps ``(B, 2d)``."""
         return dict(zip(MODS, self.mem([mem_in[m] for m in MODS], last_only=True), strict=True))
 
+    def _hetero_branch(self, s: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[dict, dict] | None]:
+        """Crossmodal and mem encoders on the private features: last steps ``(B, 2d)`` per modality (plus the
+        hetero dictionary features, DHMD), and the hetero dictionary's output."""
+        mem_in = self._crossmodal(s)
+        dict_het = self._dictionary("hetero", mem_in)
+        return self._with_dict(self._last_h(mem_in), dict_het), dict_het
+
     def _dictionary(self, space: str, tokens: dict[str, Tensor]) -> tuple[dict, dict] | None:
         """Dictionary features and activations of one decoupled space (DHMD's hook; DMD has none).
 
@@ -277,9 +284,7 @@ class DMD(MERModel):
         c_proj = self.c_proj2(fast_dropout(torch.relu(self.c_proj1(c_fusion)), p, tr)) + c_fusion
         logits_c = self.c_out(c_proj)
 
-        mem_in = self._crossmodal(s)
-        dict_het = self._dictionary("hetero", mem_in)
-        last_h = self._with_dict(self._last_h(mem_in), dict_het)
+        last_h, dict_het = self._hetero_branch(s)
         logits_het, reprs_het = [], []
         for m in MODS:  # HeteroGD heads; the representation is the residual output
             rep = (
@@ -320,9 +325,8 @@ class DMD(MERModel):
         Equal to ``forward(batch).prediction`` in eval mode (the caller sets ``eval()``).
         """
         _, s, c = self._features(batch)
+        last_h, _ = self._hetero_branch(s)
         dict_homo = self._dictionary("homo", {m: c[m].transpose(1, 2) for m in MODS})
-        mem_in = self._crossmodal(s)
-        last_h = self._with_dict(self._last_h(mem_in), self._dictionary("hetero", mem_in))
         return self._fuse(last_h, self._c_fusion(c, dict_homo)).view(-1)
 
     @torch.no_grad()
