@@ -11,15 +11,22 @@ export TRANSFORMERS_OFFLINE ?= 1
 
 .PHONY: setup demo test lint bench clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# Core set-up (what `demo` needs): torch, numpy, pyyaml, tqdm.
+$(VENV)/.core: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH)"
+	$(BIN)/python -m pip install -e . -c constraints.txt
+	touch $@
+
+# Everything the tests cover: every extra (video: PyAV, librosa, MediaPipe, OpenCV; speech; openSMILE;
+# the offline model weights), plus pytest, ruff and the test-media libraries.
+$(VENV)/.installed: $(VENV)/.core
 	$(BIN)/python -m pip install -e ".[dev]" -c constraints.txt
 	touch $@
 
 setup: $(VENV)/.installed
 
-demo: setup
+demo: $(VENV)/.core
 	$(BIN)/emodistill train --config dmd_synth_demo --quiet
 
 test: setup
@@ -30,6 +37,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/video_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -21,6 +21,8 @@ emodistill: multimodal emotion recognition with decoupled multimodal distillatio
   emodistill report runs/X                             HTML interpretability report of a run (-o DIR)
   emodistill models | recipes                          list registered models / shipped recipes
   emodistill import-official dmd.pth --dataset mosi --setting aligned -o model.ckpt
+  emodistill extract videos/ --labels labels.csv -o mydata.pkl   raw videos -> MMSA pickle (needs [video])
+  emodistill predict clip.mp4 --checkpoint runs/X/best.ckpt      sentiment of a new video, as JSON
 """
 
 
@@ -242,6 +244,15 @@ def cmd_import_official(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extract_cmd(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from emodistill.extract import command
+
+        return getattr(command, name)(args)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="emodistill", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -318,6 +329,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "edges, dictionary activations (DHMD), t-SNE of decoupled features, confusion matrix.")
     add_report_arguments(r)
 
+    from emodistill.extract.command import (
+        EXTRACT_DESCRIPTION,
+        PREDICT_DESCRIPTION,
+        add_extract_arguments,
+        add_predict_arguments,
+    )
+
+    x = sub.add_parser("extract", help="extract features from raw videos into an MMSA pickle",
+                       description=EXTRACT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_extract_arguments(x)
+    pr = sub.add_parser("predict", help="predict the sentiment of new videos from one checkpoint",
+                        description=PREDICT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_predict_arguments(pr)
+
     i = sub.add_parser("import-official", help="convert an official DMD state_dict into an emodistill checkpoint")
     i.add_argument("checkpoint", help="official .pth (a DMD state_dict, e.g. pt/mosi-aligned.pth)")
     i.add_argument("--dataset", required=True, choices=["mosi", "mosei"])
@@ -341,9 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         handler = {
             "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
             "recipes": cmd_recipes, "import-official": cmd_import_official, "report": cmd_report,
+            "extract": _extract_cmd("cmd_extract"), "predict": _extract_cmd("cmd_predict"),
         }[args.cmd]
         return handler(args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError, ImportError, OSError) as e:
         print(f"emodistill {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -123,7 +123,32 @@ def load_mmsa(
         label_range=label_range,
         has_text_bert=splits["train"].text_bert is not None,
     )
-    return MMSAData(path=path, splits=splits, spec=spec, sha256=sha256, hash_status=status, notes=notes)
+    extract_config = _extraction_record(raw.get("config"), path, dims)
+    return MMSAData(
+        path=path,
+        splits=splits,
+        spec=spec,
+        sha256=sha256,
+        hash_status=status,
+        notes=notes,
+        extract_config=extract_config,
+    )
+
+
+def _extraction_record(record: Any, path: Path, dims: dict[str, int]) -> dict | None:
+    """The ``"config"`` entry ``emodistill extract`` writes (other tools' entries, e.g. MMSA-FET's, are
+    ignored): checked against the arrays, since ``predict`` re-extracts new videos by it."""
+    if not (isinstance(record, dict) and str(record.get("format", "")).startswith("emodistill.extract/")):
+        return None
+    names = record.get("feature_names") or {}
+    for m in ("audio", "vision"):
+        if len(names.get(m, [])) != dims[m]:
+            raise _fail(path, None, "config", f"the extraction record names {len(names.get(m, []))} {m} "
+                        f"features, the arrays have {dims[m]}")
+    if record.get("text_dim") != dims["text"]:
+        raise _fail(path, None, "config", f"the extraction record says text_dim {record.get('text_dim')}, "
+                    f"the arrays have {dims['text']}")
+    return record
 
 
 def _fail(path: Path, split: str | None, key: str | None, what: str) -> DataValidationError:

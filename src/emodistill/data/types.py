@@ -70,6 +70,8 @@ class MMSAData:
         hash_status: e.g. ``"match (MOSI/Processed/aligned_50.pkl)"`` or
             ``"unknown (not a published MMSA file)"``.
         notes: what the reader changed or noticed, e.g. ``"train/audio: 12 -inf values set to 0"``.
+        extract_config: the record of ``emodistill extract`` (feature settings, names, normalisation) for a
+            data set it made, else None; training stores it in checkpoints for ``predict``.
     """
 
     path: Path | None
@@ -78,6 +80,7 @@ class MMSAData:
     sha256: str | None = None
     hash_status: str = "unknown (not a published MMSA file)"
     notes: list[str] = field(default_factory=list)
+    extract_config: dict | None = None
 
     @property
     def train(self) -> SplitData:

@@ -184,7 +184,9 @@ def fit(
     write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
     family = data.spec.metric_family
-    ckpt_meta = dict(train_config=resolved["train"], data=resolved["data_provenance"])
+    ckpt_meta = dict(
+        train_config=resolved["train"], data=resolved["data_provenance"], extract_config=data.extract_config
+    )
     epoch = start_epoch - 1
     stopped = "early_stop"
     t_start = time.perf_counter()

@@ -1,0 +1,262 @@
+"""Prediction on new videos from one checkpoint: ``Predictor.from_checkpoint(path).predict_video(video)``.
+
+A checkpoint trained on a data set made by ``emodistill extract`` carries that extraction record
+(settings, feature names, train-split normalisation, padded lengths), so a new video is decoded and
+featurised exactly as the training clips were, then padded to the lengths the model was trained with.
+A checkpoint trained on features extraction cannot reproduce (the official MOSI/MOSEI/SIMS files:
+COVAREP/FACET/OpenFace selections, ecosystem notes §3.4) is refused with an error, never answered.
+
+Output of :meth:`Predictor.predict_video` (JSON-ready)::
+
+    {"video", "transcript", "timing", "score",
+     "label_7": -3..3 (round of the clipped score; MOSI/MOSEI convention), "label_7_name",
+     "label_2": "positive" | "negative" (Has0 convention: score >= 0 is positive),
+     "branches": {"homo": {"text", "audio", "vision"}, "hetero": {...}}   # per-modality heads (DMD/DHMD)
+     "edges": {"homo": {"V->L": w, ...}, "hetero": {...}},                 # GD-Unit edge weights (DMD/DHMD)
+     "frames": {"audio", "vision", "vision_with_face", "truncated": [...]},
+     "seconds": {"decode", "audio", "vision", "asr", "text", "model"}}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emodistill.data.loader import BatchLoader
+from emodistill.data.types import SplitData
+from emodistill.extract.clip import ClipExtractor, ClipFeatures
+from emodistill.extract.config import ExtractConfig
+from emodistill.extract.features import normalize, pad, sequences
+from emodistill.extract.labels import VIDEO_EXTENSIONS
+from emodistill.models.gd_unit import EDGE_NAMES
+from emodistill.train.checkpoint import load_checkpoint
+
+LABEL_7_NAMES = {
+    -3: "strongly negative",
+    -2: "negative",
+    -1: "weakly negative",
+    0: "neutral",
+    1: "weakly positive",
+    2: "positive",
+    3: "strongly positive",
+}
+_BRANCH_MODALITIES = ("text", "vision", "audio")  # DMD's stacked head order l, v, a
+
+
+class CheckpointNotPredictable(ValueError):
+    """The checkpoint's training features cannot be re-extracted from a video."""
+
+
+class Predictor:
+    """A trained model plus the extraction that made its training data.
+
+    Args:
+        model: the model in eval mode.
+        checkpoint: its checkpoint dict (needs ``extract_config``).
+        device: where the model runs.
+        source: the checkpoint path (for messages).
+    """
+
+    def __init__(self, model: torch.nn.Module, checkpoint: dict[str, Any], device: torch.device, source: str) -> None:
+        record = checkpoint.get("extract_config")
+        if not record:
+            data = checkpoint.get("data") or {}
+            raise CheckpointNotPredictable(
+                f"{source}: this checkpoint was trained on {data.get('dataset') or data.get('source') or 'a data set'} "
+                "whose features were not made by `emodistill extract` (the official MOSI/MOSEI/SIMS features are "
+                "COVAREP/FACET/OpenFace selections that cannot be re-extracted from a video), so a prediction "
+                "on a new video would be wrong. Train on a data set made by `emodistill extract` instead."
+            )
+        self.model, self.checkpoint, self.device, self.source = model, checkpoint, device, source
+        self.record = record
+        self.cfg = ExtractConfig.from_dict(record["extract"], origin=f"{source}: extract_config")
+        self.spec = model.spec
+        self.extractor = ClipExtractor(self.cfg)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+        """Load ``path`` (a ``best.ckpt``) for prediction."""
+        device = torch.device(device)
+        model, ckpt = load_checkpoint(path, device=device)
+        return cls(model, ckpt, device, str(path))
+
+    def close(self) -> None:
+        self.extractor.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def predict_video(self, video: str | Path, transcript: str | Path | None = None) -> dict[str, Any]:
+        """Predict one video.
+
+        Args:
+            video: the video file.
+            transcript: what is said, as text, or a ``.txt`` file with it, or an ``.srt``/``.json``
+                word-timing file; None uses speech recognition when the training extraction had a model
+                for it (else an error says a transcript is needed).
+
+        Raises:
+            ExtractError: the video cannot be featurised (no audio stream, no face, corrupt, ...).
+        """
+        text, timing = _transcript_arg(transcript)
+        clip = self.extractor(video, transcript=text, timing_file=timing)
+        out = self.predict_features(clip)
+        return {"video": str(video), **out}
+
+    def predict_features(self, clip: ClipFeatures) -> dict[str, Any]:
+        """Predict from already extracted raw features of one clip."""
+        names = self.record["feature_names"]
+        for m in ("audio", "vision"):
+            if list(getattr(clip, f"{m}_names")) != list(names[m]):
+                raise ValueError(f"{self.source}: the clip's {m} features differ from the training features")
+        batch, frames = self._batch(clip)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            output = self.model(batch)
+        seconds = {**clip.seconds, "model": time.perf_counter() - t0}
+        score = float(output.prediction.view(-1)[0])
+        result: dict[str, Any] = {"transcript": clip.transcript, "timing": clip.timing}
+        result.update(self._labels(score))
+        branches = _branches(output)
+        if branches:
+            result["branches"] = branches
+        edges = _edges(output)
+        if edges:
+            result["edges"] = edges
+        result["frames"] = frames
+        result["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
+        return result
+
+    def _labels(self, score: float) -> dict[str, Any]:
+        if self.spec.task == "binary":
+            p = float(1.0 / (1.0 + np.exp(-score)))
+            return {"score": score, "probability": p, "label_2": "positive" if p >= 0.5 else "negative"}
+        out: dict[str, Any] = {"score": score}
+        lo, hi = self.spec.label_range
+        if (lo, hi) == (-3.0, 3.0):
+            k = int(np.round(np.clip(score, -3.0, 3.0)))
+            out.update(label_7=k, label_7_name=LABEL_7_NAMES[k])
+        out["label_2"] = "positive" if score >= 0 else "negative"
+        return out
+
+    def _batch(self, clip: ClipFeatures) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """One-clip batch, normalised and padded as in training, through the training loader."""
+        seqs = sequences(clip, self.cfg.aligned)
+        lens = self.record["seq_lens"]
+        stats = self.record.get("normalization")
+        arrays, kept, truncated = {}, {}, []
+        for m in ("audio", "vision"):
+            x = normalize(seqs[m], seqs[f"{m}_valid"], stats[m] if stats else None)
+            arrays[m], kept[m] = pad(x, lens[m])
+            if len(x) > lens[m]:
+                truncated.append(m)
+        if int(clip.word_index.max(initial=-1)) + 1 < len(clip.words):  # words cut at text.max_length
+            truncated.append("text")
+        split = SplitData(
+            name="predict",
+            text=clip.text[None].astype(np.float32),  # (1, L, D_t)
+            text_bert=clip.text_bert[None].astype(np.float32) if self.spec.has_text_bert else None,  # (1, 3, L)
+            audio=arrays["audio"][None],  # (1, T_a, D_a)
+            vision=arrays["vision"][None],  # (1, T_v, D_v)
+            audio_lengths=None if self.cfg.aligned else np.array([kept["audio"]], dtype=np.int64),
+            vision_lengths=None if self.cfg.aligned else np.array([kept["vision"]], dtype=np.int64),
+            labels=np.zeros(1, dtype=np.float32),
+            ids=["predict"],
+            raw_text=[clip.transcript],
+        )
+        batch = next(iter(BatchLoader(split, 1, shuffle=False, device=self.device)))
+        frames = {
+            "audio": int(len(clip.audio)),
+            "vision": int(len(clip.vision)),
+            "vision_with_face": int(clip.face_present.sum()),
+            "truncated": truncated,
+        }
+        return batch, frames
+
+    def predict_folder(self, folder: str | Path, transcripts: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Predict every video in ``folder`` (sorted by name). A video that fails gets an ``error`` row
+        instead of stopping the others. ``transcripts`` maps file name (or stem) to text or a file."""
+        rows = []
+        for video in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
+            t = (transcripts or {}).get(video.name, (transcripts or {}).get(video.stem))
+            if t is None:
+                t = _sidecar_transcript(video)
+            try:
+                rows.append(self.predict_video(video, t))
+            except Exception as e:  # reported per row; the CLI exits non-zero if any row has an error
+                rows.append({"video": str(video), "error": f"{type(e).__name__}: {e}"})
+        return rows
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """Flatten prediction dicts into CSV text (nested keys joined with '/')."""
+    flat = [_flatten(r) for r in rows]
+    columns: list[str] = []
+    for r in flat:
+        columns += [k for k in r if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(flat)
+    return buf.getvalue()
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "/"))
+        elif isinstance(v, list):
+            out[key] = ";".join(map(str, v))
+        else:
+            out[key] = v
+    return out
+
+
+def _transcript_arg(transcript: str | Path | None) -> tuple[str | None, Path | None]:
+    """``(text, timing file)`` from the ``--transcript`` value: text, a .txt file, or a .srt/.json file."""
+    if transcript is None:
+        return None, None
+    path = Path(str(transcript))
+    if path.suffix.lower() in (".srt", ".json") and path.is_file():
+        return None, path
+    if path.suffix.lower() == ".txt" and path.is_file():
+        return path.read_text(encoding="utf-8").strip(), None
+    if isinstance(transcript, Path):
+        raise FileNotFoundError(f"transcript file not found: {transcript}")
+    return str(transcript), None
+
+
+def _sidecar_transcript(video: Path) -> Path | None:
+    for ext in (".json", ".srt", ".txt"):
+        if video.with_suffix(ext).is_file():
+            return video.with_suffix(ext)
+    return None
+
+
+def _branches(output) -> dict[str, dict[str, float]]:
+    out = {}
+    for space in ("homo", "hetero"):
+        logits = getattr(output, f"logits_{space}", None)  # (3, B, 1), order l, v, a
+        if logits is not None:
+            out[space] = {m: float(logits[i].view(-1)[0]) for i, m in enumerate(_BRANCH_MODALITIES)}
+    return out
+
+
+def _edges(output) -> dict[str, dict[str, float]]:
+    out = {}
+    for space in ("homo", "hetero"):
+        edges = getattr(output, f"edges_{space}", None)  # (B, 6)
+        if edges is not None:
+            out[space] = {name: float(edges[0, j]) for j, name in enumerate(EDGE_NAMES)}
+    return out

@@ -1,0 +1,266 @@
+"""Raw video -> extract -> train -> predict, on media the tests build: espeak-ng speech, a real face
+photograph (scikit-image's astronaut), muxed into mp4 by PyAV; plus a video without audio, one without a
+face, a truncated file and an empty one, each with its documented error."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from emodistill.cli import main
+from emodistill.data import load_dataset
+from emodistill.data.loader import BatchLoader
+from emodistill.extract.errors import ExtractError, MissingExtraError, require
+from emodistill.predict import CheckpointNotPredictable, Predictor
+from emodistill.train.checkpoint import load_checkpoint
+
+pytest.importorskip("av", reason="the video extra is part of the test set-up")
+from media import blank_frames, face_frames, speech, write_video  # noqa: E402
+
+SENTENCES = [
+    ("I really love this wonderful movie.", 2.4),
+    ("This was a terrible and boring film.", -2.2),
+    ("It is fine, nothing special.", 0.2),
+    ("What a fantastic performance by everyone.", 2.8),
+    ("I hated every minute of it.", -2.8),
+    ("The plot was okay but slow.", -0.4),
+    ("Absolutely brilliant and moving.", 2.0),
+    ("Quite disappointing overall.", -1.6),
+]
+SPLIT = ["train", "train", "train", "train", "valid", "valid", "test", "test"]
+EXTRACT_YAML = "vision: {fps: 10}\ntext: {model: 'bundled:all-MiniLM-L6-v2', max_length: 16}\n"
+TINY_DMD = ["--model.d_model", "8", "--model.num_heads", "2", "--model.nlevels", "1", "--model.gd_size_homo", "8",
+            "--model.gd_size_hetero", "4"]
+
+
+def _clip(path, text, seed, *, frames=True, audio=True, face=True):
+    wav = speech(text)
+    n = int(len(wav) / 16000 * 15) + 1  # video as long as the speech, 15 fps
+    pics = (face_frames(n, 192, seed=seed) if face else blank_frames(n, 192, seed=seed)) if frames else None
+    return write_video(path, pics, fps=15, audio=wav if audio else None)
+
+
+@pytest.fixture(scope="module")
+def media_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    vids = root / "videos"
+    vids.mkdir()
+    rows = ["video,text,label,split"]
+    for i, ((text, label), split) in enumerate(zip(SENTENCES, SPLIT, strict=True)):
+        _clip(vids / f"clip{i}.mp4", text, i)
+        rows.append(f'clip{i}.mp4,"{text}",{label},{split}')
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    bad = root / "bad"
+    bad.mkdir()
+    _clip(bad / "noaudio.mp4", "No sound here.", 20, audio=False)
+    _clip(bad / "noface.mp4", "Nobody is in this picture.", 21, face=False)
+    good = _clip(bad / "good.mp4", SENTENCES[0][0], 22)
+    (bad / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    (bad / "empty.mp4").write_bytes(b"")
+    for i in range(3):  # enough good clips for three splits
+        (bad / f"ok{i}.mp4").write_bytes(good.read_bytes())
+    bad_rows = ["video,text,label,split", "ok0.mp4,fine,1,train", "ok1.mp4,fine,1,valid", "ok2.mp4,fine,1,test"]
+    bad_rows += [f"{n}.mp4,some words,0,train" for n in ("noaudio", "noface", "truncated", "empty")]
+    (root / "labels_bad.csv").write_text("\n".join(bad_rows) + "\n")
+    (root / "extract.yaml").write_text(EXTRACT_YAML)
+    return root
+
+
+@pytest.fixture(scope="module")
+def extracted(media_dir):
+    out = media_dir / "mydata.pkl"
+    rc = main(["extract", str(media_dir / "videos"), "--labels", str(media_dir / "labels.csv"), "-o", str(out),
+               "--config", str(media_dir / "extract.yaml"), "--quiet"])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(extracted, media_dir):
+    run = media_dir / "run"
+    rc = main(["train", "--model", "dmd", "--data", str(extracted), "--epochs", "2", "--quiet", "--run-dir", str(run),
+               "--train.batch_size", "4", "--train.update_every", "1", *TINY_DMD])
+    assert rc == 0
+    return run / "best.ckpt"
+
+
+def test_extracted_pickle_is_mmsa_schema(extracted):
+    data = load_dataset(extracted)
+    assert [len(data.splits[s]) for s in ("train", "valid", "test")] == [4, 2, 2]
+    assert data.train.ids == ["clip0", "clip1", "clip2", "clip3"]  # CSV row order
+    assert data.train.raw_text[0] == SENTENCES[0][0]
+    assert data.spec.feature_dims["text"] == 384  # all-MiniLM-L6-v2
+    assert data.train.text.shape[1] == 16 and data.train.text_bert.shape[1:] == (3, 16)
+    assert not data.spec.aligned and data.train.audio_lengths is not None
+    record = data.extract_config
+    assert record["format"] == "emodistill.extract/1"
+    assert record["feature_names"]["vision"][-1] == "face_present"
+    # lengths follow the clip (10 video frames/s, 16000/512 audio frames/s), padding is zero
+    seconds = len(speech(SENTENCES[0][0])) / 16000
+    v_len, a_len = data.train.vision_lengths[0], data.train.audio_lengths[0]
+    assert abs(v_len - seconds * 10) <= 2 and abs(a_len - seconds * 16000 / 512) <= 4
+    assert np.all(data.train.vision[0, v_len:] == 0) and np.all(data.train.audio[0, a_len:] == 0)
+    assert np.all(data.train.vision[0, :v_len, -1] == 1)  # the astronaut's face is in every frame
+    # z-scored with train statistics: valid train audio frames have mean 0 and std 1 per column
+    frames = np.concatenate([data.train.audio[i, :n] for i, n in enumerate(data.train.audio_lengths)])
+    z = [j for j, name in enumerate(record["feature_names"]["audio"]) if name != "voiced"]  # flags stay 0/1
+    np.testing.assert_allclose(frames[:, z].mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(frames[:, z].std(0), 1, atol=1e-3)
+    manifest = json.loads((extracted.with_name("mydata.manifest.json")).read_text())
+    assert {"versions", "extract", "normalization", "manifest"} <= set(manifest)
+    assert manifest["versions"]["mediapipe"] == "0.10.21" or manifest["extract"]["vision"]["backend"] == "haar"
+
+
+def test_predict_matches_training_features_and_cli(trained, extracted, media_dir, capsys):
+    data = load_dataset(extracted)
+    model, _ = load_checkpoint(trained)
+    batch = next(iter(BatchLoader(data.test, 2, shuffle=False)))
+    with torch.no_grad():
+        expected = model(batch).prediction.view(-1)
+    video = media_dir / "videos" / "clip6.mp4"
+    with Predictor.from_checkpoint(trained) as predictor:
+        out = predictor.predict_video(video, SENTENCES[6][0])
+    # the same video through predict gives the same features, hence the same score, as in the data set
+    assert out["score"] == pytest.approx(float(expected[0]), abs=1e-5)
+    assert out["label_7"] == int(np.round(np.clip(out["score"], -3, 3)))
+    assert out["label_2"] == ("positive" if out["score"] >= 0 else "negative")
+    for space in ("homo", "hetero"):
+        assert set(out["branches"][space]) == {"text", "audio", "vision"}
+        assert sum(out["edges"][space].values()) == pytest.approx(1.0, abs=1e-5)  # one joint softmax
+    assert out["frames"]["vision_with_face"] == out["frames"]["vision"]
+
+    capsys.readouterr()
+    rc = main(["predict", str(video), "--checkpoint", str(trained), "--transcript", SENTENCES[6][0]])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["score"] == pytest.approx(out["score"], abs=1e-6)
+
+
+def test_predict_folder_gives_csv_with_error_rows(trained, media_dir, tmp_path, capsys):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes((media_dir / "videos" / "clip0.mp4").read_bytes())
+    (folder / "a.txt").write_text(SENTENCES[0][0])
+    (folder / "b.mp4").write_bytes((media_dir / "bad" / "noface.mp4").read_bytes())
+    (folder / "b.txt").write_text("Nobody is in this picture.")
+    capsys.readouterr()
+    rc = main(["predict", str(folder), "--checkpoint", str(trained), "-o", str(tmp_path / "p.csv")])
+    assert rc == 1  # one video failed
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert "score" in header and "edges/homo/V->L" in header and "error" in header
+    assert lines[1].startswith(str(folder / "a.mp4")) and "no face detected" in lines[2]
+
+
+def test_bad_videos_are_reported_not_dropped(media_dir, tmp_path, capsys):
+    out = tmp_path / "bad.pkl"
+    args = ["extract", str(media_dir / "bad"), "--labels", str(media_dir / "labels_bad.csv"), "-o", str(out),
+            "--config", str(media_dir / "extract.yaml"), "--quiet"]
+    assert main(args) == 1
+    assert not out.exists()  # nothing half-done
+    errors = (tmp_path / "bad.errors.csv").read_text().splitlines()
+    reasons = {line.split(",")[0]: line for line in errors[1:]}
+    assert "no audio stream" in reasons["noaudio"]
+    assert "no face detected in any of" in reasons["noface"]
+    assert "corrupt" in reasons["truncated"]
+    assert "zero-length file" in reasons["empty"]
+    capsys.readouterr()
+    assert main([*args, "--skip-failures"]) == 0  # resumes from the cache, leaves the 4 failures out
+    printed = capsys.readouterr().out
+    assert "3 from cache" in printed and "left out 4 failed video(s)" in printed
+    data = load_dataset(out)
+    assert sum(len(s) for s in data.splits.values()) == 3
+    manifest = json.loads((tmp_path / "bad.manifest.json").read_text())
+    assert sorted(f["clip_id"] for f in manifest["manifest"]["failed"]) == ["empty", "noaudio", "noface", "truncated"]
+
+
+def test_workers_give_the_same_data_set(extracted, media_dir, tmp_path):
+    out = tmp_path / "par.pkl"
+    rc = main(["extract", str(media_dir / "videos"), "--labels", str(media_dir / "labels.csv"), "-o", str(out),
+               "--config", str(media_dir / "extract.yaml"), "--workers", "2", "--quiet"])
+    assert rc == 0
+    with open(extracted, "rb") as f:
+        a = pickle.load(f)
+    with open(out, "rb") as f:
+        b = pickle.load(f)
+    for split in ("train", "valid", "test"):
+        assert list(a[split]["id"]) == list(b[split]["id"])
+        for key in ("text", "text_bert", "audio", "vision", "audio_lengths", "vision_lengths"):
+            np.testing.assert_array_equal(a[split][key], b[split][key], err_msg=f"{split}/{key}")
+
+
+def test_aligned_extraction_uses_timing_files(media_dir, tmp_path):
+    vids = tmp_path / "v"
+    vids.mkdir()
+    rows = ["video,text,label,split"]
+    for i, split in enumerate(("train", "valid", "test")):
+        (vids / f"c{i}.mp4").write_bytes((media_dir / "videos" / f"clip{i}.mp4").read_bytes())
+        rows.append(f'c{i}.mp4,"{SENTENCES[i][0]}",{SENTENCES[i][1]},{split}')
+    words = SENTENCES[0][0].split()
+    (vids / "c0.json").write_text(json.dumps([{"word": w, "start": 0.3 * k, "end": 0.3 * k + 0.25}
+                                              for k, w in enumerate(words)]))
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "aligned.pkl"
+    rc = main(["extract", str(vids), "--labels", str(tmp_path / "labels.csv"), "-o", str(out), "--aligned",
+               "--config", str(media_dir / "extract.yaml"), "--quiet"])
+    assert rc == 0
+    data = load_dataset(out)
+    assert data.spec.aligned and data.train.audio.shape[1] == data.train.text.shape[1] == 16
+    mask = data.train.text_bert[0, 1]  # real tokens
+    n = int(mask.sum())
+    assert np.all(data.train.audio[0, 0] == 0) and np.all(data.train.audio[0, n - 1] == 0)  # [CLS], [SEP]
+    assert np.all(data.train.audio[0, n:] == 0)  # padding
+    assert np.abs(data.train.audio[0, 1 : n - 1]).sum(1).min() > 0  # every word token has audio
+    manifest = json.loads(out.with_name("aligned.manifest.json").read_text())
+    assert manifest["extract"]["aligned"] is True
+
+
+def test_checkpoint_without_extraction_record_is_refused(mmsa_writer, tmp_path):
+    pkl = mmsa_writer(tmp_path / "mosi_like.pkl", dims=(16, 5, 20))
+    run = tmp_path / "run"
+    assert main(["train", "--model", "late_fusion", "--data", str(pkl), "--epochs", "1", "--quiet",
+                 "--run-dir", str(run), "--train.update_every", "1", "--model.hidden", "8"]) == 0
+    with pytest.raises(CheckpointNotPredictable, match="cannot be re-extracted"):
+        Predictor.from_checkpoint(run / "best.ckpt")
+
+
+def test_missing_extra_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # import av -> ImportError
+    with pytest.raises(MissingExtraError, match=r"pip install 'emodistill\[video\]'"):
+        require("av", "video", "decoding video files")
+
+
+def test_decode_errors(media_dir):
+    from emodistill.extract.decode import decode
+
+    m = decode(media_dir / "videos" / "clip0.mp4", fps=10)
+    assert m.frames.ndim == 4 and m.frames.shape[-1] == 3 and m.audio.dtype == np.float32
+    slots = np.floor(m.frame_times * 10 + 1e-6)  # one kept frame per 1/10-s slot, the first in it
+    assert len(set(slots)) == len(slots) and abs(len(slots) - m.duration * 10) <= 1
+    assert m.duration == pytest.approx(len(speech(SENTENCES[0][0])) / 16000, abs=0.15)
+    with pytest.raises(ExtractError, match="no audio stream"):
+        decode(media_dir / "bad" / "noaudio.mp4", fps=10)
+
+
+def test_speech_recognition_supplies_missing_transcripts(media_dir, tmp_path):
+    from emodistill.extract.clip import ClipExtractor
+    from emodistill.extract.config import ExtractConfig
+
+    cfg = ExtractConfig.from_dict({"vision": {"fps": 5}, "asr": {"model": "bundled:whisper-base"},
+                                   "text": {"model": "bundled:all-MiniLM-L6-v2", "max_length": 16}})
+    with ClipExtractor(cfg) as extractor:
+        clip = extractor(media_dir / "videos" / "clip0.mp4", transcript="")  # no transcript in the CSV
+        heard = [w.text.strip(".,!?").lower() for w in clip.words]
+        said = SENTENCES[0][0].rstrip(".").lower().split()
+        assert clip.timing == "asr" and len(set(heard) & set(said)) >= len(said) - 1
+        assert all(0 <= w.start <= w.end <= clip.duration + 0.05 for w in clip.words)
+        given = extractor(media_dir / "videos" / "clip0.mp4", transcript="my own words")  # asr.use: missing
+        assert given.transcript == "my own words" and given.timing == "uniform"
+    cfg.asr.model = None
+    with ClipExtractor(cfg) as extractor, pytest.raises(ExtractError, match="no transcript"):
+        extractor(media_dir / "videos" / "clip0.mp4", transcript=" ")
