@@ -111,6 +111,9 @@ def test_extracted_pickle_is_mmsa_schema(extracted):
     z = [j for j, name in enumerate(record["feature_names"]["audio"]) if name != "voiced"]  # flags stay 0/1
     np.testing.assert_allclose(frames[:, z].mean(0), 0, atol=1e-4)
     np.testing.assert_allclose(frames[:, z].std(0), 1, atol=1e-3)
+    from emodistill.data.check import describe
+
+    assert "extracted: text bundled:all-MiniLM-L6-v2, audio librosa, vision mediapipe at 10 fps" in describe(data)
     manifest = json.loads((extracted.with_name("mydata.manifest.json")).read_text())
     assert {"versions", "extract", "normalization", "manifest"} <= set(manifest)
     assert manifest["versions"]["mediapipe"] == "0.10.21" or manifest["extract"]["vision"]["backend"] == "haar"

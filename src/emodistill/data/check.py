@@ -34,6 +34,13 @@ def describe(data: MMSAData) -> str:
     dims = ", ".join(f"{m} {spec.feature_dims[m]}" for m in spec.feature_dims)
     lens = ", ".join(f"{m} {spec.seq_lens[m]}" for m in spec.seq_lens)
     lines.append(f"dims:      {dims}   padded T: {lens}   text_bert: {'yes' if spec.has_text_bert else 'no'}")
+    if data.extract_config:  # made by `emodistill extract`: say how, since predict will redo it
+        x = data.extract_config["extract"]
+        lines.append(
+            f"extracted: text {x['text']['model']}, audio {x['audio']['backend']}, vision {x['vision']['backend']} "
+            f"at {x['vision']['fps']:g} fps, {'aligned' if x['aligned'] else 'unaligned'}, "
+            f"normalised {'yes' if data.extract_config.get('normalization') else 'no'} (predict-ready)"
+        )
     for split in data.splits.values():
         lines.append("")
         lines.extend(_describe_split(split, spec.metric_family))

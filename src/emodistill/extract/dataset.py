@@ -207,6 +207,7 @@ def _init_worker(cfg_dict: dict) -> None:
 def _extract_one(job: ClipJob, path: Path, extractor: ClipExtractor | None = None) -> tuple[int, str | None]:
     """(row index, None on success or the failure reason); the features go to ``path``."""
     extractor = extractor or _WORKER
+    _warm(extractor)  # outside the per-video try: a model that cannot load stops the run, it is no video's fault
     try:
         clip = extractor(job.video, transcript=job.transcript, timing_file=job.timing)
     except ExtractError as e:
