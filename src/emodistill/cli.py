@@ -18,6 +18,7 @@ emodistill: multimodal emotion recognition with decoupled multimodal distillatio
   emodistill data check FILE.pkl                       validate an MMSA pickle and describe it
   emodistill data synth -o synth.pkl                   write the synthetic data set as an MMSA pickle
   emodistill ablate --config dmd_synth_demo --seeds 1111 1112 1113   DMD/DHMD ablation table
+  emodistill compare --models dmd,mult,self_mm --data synth --seeds 5   baselines over seeds, one table
   emodistill report runs/X                             HTML interpretability report of a run (-o DIR)
   emodistill models | recipes                          list registered models / shipped recipes
   emodistill import-official dmd.pth --dataset mosi --setting aligned -o model.ckpt
@@ -128,11 +129,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace, extra: list[str]) -> int:
-    import yaml
-
     from emodistill.train.ablate import ABLATIONS, run_ablation
-    from emodistill.train.config import dump_yaml
-    from emodistill.train.run import write_text
 
     if args.list:
         width = max(len(n) for n in ABLATIONS)
@@ -144,24 +141,52 @@ def cmd_ablate(args: argparse.Namespace, extra: list[str]) -> int:
     unknown = [v for v in variants if v not in ABLATIONS]
     if unknown:
         raise SystemExit(f"emodistill ablate: unknown variant(s) {unknown}; see `emodistill ablate --list`")
-    name = f"ablation-{Path(cfg.data.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    root = Path(args.run_dir) if args.run_dir else Path("runs") / name
-    plan = {"config": cfg.to_dict(), "seeds": args.seeds, "variants": variants}
-    plan_file = root / "ablation.yaml"
-    if plan_file.is_file():  # re-running into the same directory continues the grid
-        saved = yaml.safe_load(plan_file.read_text())
-        if saved != yaml.safe_load(dump_yaml(plan)):
-            raise SystemExit(f"{plan_file}: this directory holds an ablation with another configuration, seeds "
-                             "or variant list; use a new --run-dir")
-        print(f"continuing the ablation in {root}")
-    elif root.exists() and any(root.iterdir()):
-        raise SystemExit(f"{root}: directory is not empty and holds no ablation.yaml")
-    else:
-        root.mkdir(parents=True, exist_ok=True)
-        write_text(plan_file, dump_yaml(plan))
+    root = _grid_root(args, cfg, "ablation", {"config": cfg.to_dict(), "seeds": args.seeds, "variants": variants})
     run_ablation(cfg, _load_data(cfg), root, args.seeds, variants, quiet=args.quiet)
     print((root / "ablation.md").read_text())
     print(f"ablation directory: {root} (ablation.md, ablation.csv, one run directory per variant and seed)")
+    return 0
+
+
+def _grid_root(args: argparse.Namespace, cfg, kind: str, plan: dict) -> Path:
+    """The output directory of an ablation/comparison grid, with its plan in ``<kind>.yaml``: re-running
+    with the same plan continues the grid, another plan in the same directory is refused."""
+    import yaml
+
+    from emodistill.train.config import dump_yaml
+    from emodistill.train.run import write_text
+
+    name = f"{kind}-{Path(cfg.data.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = Path(args.run_dir) if args.run_dir else Path("runs") / name
+    plan_file = root / f"{kind}.yaml"
+    if plan_file.is_file():
+        if yaml.safe_load(plan_file.read_text()) != yaml.safe_load(dump_yaml(plan)):
+            raise SystemExit(f"{plan_file}: this directory holds a {kind} with another configuration, seeds "
+                             "or list; use a new --run-dir")
+        print(f"continuing the {kind} in {root}")
+    elif root.exists() and any(root.iterdir()):
+        raise SystemExit(f"{root}: directory is not empty and holds no {kind}.yaml")
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        write_text(plan_file, dump_yaml(plan))
+    return root
+
+
+def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
+    from emodistill.train.compare import run_compare, seeds_from_arg
+
+    cfg = _config_from_args(args, _parse_overrides(extra))
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    recipes = dict(pair.split("=", 1) for pair in args.recipes.split(",")) if args.recipes else {}
+    seeds = seeds_from_arg(args.seeds)
+    root = _grid_root(args, cfg, "compare", {"config": cfg.to_dict(), "seeds": seeds, "models": models,
+                                             "recipes": recipes})
+    run_compare(cfg, _load_data(cfg), root, models, seeds, recipes=recipes, quiet=args.quiet, perturb=args.perturb)
+    print((root / "compare.md").read_text())
+    if args.perturb:
+        print((root / "robustness.md").read_text())
+    print(f"comparison directory: {root} (compare.md/.csv/.json, compare_seeds.png, one run directory per model "
+          "and seed)")
     return 0
 
 
@@ -198,6 +223,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         write_text(Path(args.output), predictions_csv(pred, split.ids))
         print(f"predictions: {args.output}")
+    if args.perturb:
+        from emodistill.train.robustness import write_robustness
+
+        out_dir = Path(args.perturb_dir or Path(args.checkpoint).parent / f"robustness-{args.split}")
+        print(write_robustness(model, split, data.spec, out_dir, seed=args.perturb_seed, device=device,
+                               batch_size=args.batch_size, title=f"{ckpt['model_name']} ({args.split})"))
+        print(f"robustness: {out_dir} (robustness.md/.csv/.json, curves and area plots)")
     return 0
 
 
@@ -292,6 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
     a.add_argument("--list", action="store_true", help="list the variants and exit")
 
+    cp = sub.add_parser("compare", help="train several models over seeds; one table of test metrics",
+                        description="Train each model with the same data, schedule and seeds; write compare.md/.csv "
+                        "(mean ± sample std, 95%% t-interval per metric), compare.json with every seed's metrics, "
+                        "and compare_seeds.png. Selection is on the validation split. The recipe's train/data "
+                        "sections apply to all models, its model section to the model it names; --recipes gives "
+                        "other models theirs. Re-running with the same --run-dir continues. Overrides as in `train`.")
+    cp.add_argument("--models", required=True, help="comma-separated registered models, e.g. dmd,mult,self_mm")
+    cp.add_argument("--data", help="'synth', 'synth-unaligned', an MMSA .pkl or a UR-FUNNY/MUStARD directory")
+    cp.add_argument("--config", help="recipe shared by all models (e.g. dmd_synth_demo)")
+    cp.add_argument("--recipes", help="per-model recipes for their model section, e.g. mult=mult_mosi,misa=misa_mosi")
+    cp.add_argument("--seeds", type=int, nargs="+", default=[5],
+                    help="one number N: seeds 1111..1110+N (default 5); several numbers: those seeds")
+    cp.add_argument("--epochs", type=int, help="upper bound on epochs (train.max_epochs)")
+    cp.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps (train.device)")
+    cp.add_argument("--run-dir", help="output directory (default runs/compare-<data>-<time>)")
+    cp.add_argument("--perturb", action="store_true", help="also robustness curves of every run (as `evaluate "
+                    "--perturb`) and robustness.md / robustness_areas.png comparing the models")
+    cp.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
+
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on one split")
     e.add_argument("checkpoint")
     e.add_argument("--data", required=True,
@@ -305,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--output", help="write per-sample predictions (CSV: id, label, prediction)")
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
+    e.add_argument("--perturb", action="store_true", help="also compute seeded robustness curves per modality: "
+                   "missing modality, random time steps dropped (0.1-0.9), Gaussian noise (0.1-2.0 feature sd); "
+                   "no sample is dropped")
+    e.add_argument("--perturb-seed", type=int, default=0, help="seed of every perturbation (default 0)")
+    e.add_argument("--perturb-dir", help="where the robustness files go (default CKPT_DIR/robustness-SPLIT)")
 
     d = sub.add_parser("data", help="check or generate data")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
@@ -356,13 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS; set before CUDA init
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.cmd not in ("train", "ablate"):
+    if extra and args.cmd not in ("train", "ablate", "compare"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     try:
         if args.cmd == "train":
             return cmd_train(args, extra)
         if args.cmd == "ablate":
             return cmd_ablate(args, extra)
+        if args.cmd == "compare":
+            return cmd_compare(args, extra)
         handler = {
             "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
             "recipes": cmd_recipes, "import-official": cmd_import_official, "report": cmd_report,

@@ -10,9 +10,6 @@ validation split only, as in every run.
 from __future__ import annotations
 
 import copy
-import csv
-import io
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from emodistill.models.dmd_config import DMDConfig
 from emodistill.train.config import RunConfig
 from emodistill.train.metrics import PRIMARY_METRICS
 from emodistill.train.run import fit_seeds, log, write_json, write_text
+from emodistill.train.stats import grid_csv, grid_markdown
 
 GD_HOMO = ("homo_logit", "homo_reg")
 GD_HETERO = ("hetero_logit", "hetero_repr", "hetero_reg")
@@ -111,38 +109,13 @@ def run_ablation(
     return summaries
 
 
-def _cell(s: dict) -> str:
-    if math.isnan(s["std"]):
-        return f"{s['mean']:.4f}"
-    return f"{s['mean']:.4f} ± {s['std']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]"
-
-
 def ablation_markdown(summaries: dict[str, dict], keys: list[str], seeds: list[int]) -> str:
     """Markdown table: one row per variant, ``mean ± std [95% CI]`` per metric."""
-    lines = [
-        f"Ablation: test metrics over seeds {seeds} (mean ± sample std [95% t-interval]); "
-        "selection on the validation split.",
-        "",
-        "| variant | description | " + " | ".join(keys) + " |",
-        "|---|---|" + "---|" * len(keys),
-    ]
-    for name, summary in summaries.items():
-        cells = [_cell(summary[k]) if k in summary else "n/a" for k in keys]
-        lines.append(f"| {name} | {ABLATIONS[name].description} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = {name: (ABLATIONS[name].description, summary) for name, summary in summaries.items()}
+    return grid_markdown("Ablation", "variant", rows, keys, seeds)
 
 
 def ablation_csv(summaries: dict[str, dict], keys: list[str]) -> str:
     """CSV with ``variant, model, n_seeds`` and ``<metric>_{mean,std,ci95_low,ci95_high}`` columns."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["variant", "model", "n_seeds"] + [f"{k}_{s}" for k in keys for s in ("mean", "std", "ci95_low",
-                                                                                    "ci95_high")])
-    for name, summary in summaries.items():
-        n = max((summary[k]["n"] for k in keys if k in summary), default=0)
-        row: list[Any] = [name, ABLATIONS[name].model, n]
-        for k in keys:
-            s = summary.get(k)
-            row += [s["mean"], s["std"], s["ci_low"], s["ci_high"]] if s else ["", "", "", ""]
-        w.writerow(row)
-    return buf.getvalue()
+    rows = {name: (ABLATIONS[name].model, summary) for name, summary in summaries.items()}
+    return grid_csv("variant", rows, keys)

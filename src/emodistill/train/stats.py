@@ -9,6 +9,8 @@ function evaluated with its continued fraction (Lentz's method; Numerical Recipe
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Mapping, Sequence
 
@@ -155,3 +157,43 @@ def format_summary(
 def summary_to_rows(summary: Mapping[str, Mapping]) -> list[dict]:
     """Flatten a summary into one dict per metric (``{"metric": key, "mean": ..., ...}``) for CSV/JSON."""
     return [{"metric": key, **stats} for key, stats in summary.items()]
+
+
+def summary_cell(s: dict) -> str:
+    """``mean ± std [ci_low, ci_high]`` of one :func:`summarize` entry (the mean alone for one seed)."""
+    if math.isnan(s["std"]):
+        return f"{s['mean']:.4f}"
+    return f"{s['mean']:.4f} ± {s['std']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]"
+
+
+def grid_markdown(title: str, row_name: str, rows: dict[str, tuple[str, dict]], keys: list[str],
+                  seeds: list[int]) -> str:
+    """Markdown table of several summaries: ``rows`` maps a row name to ``(description, summary)``."""
+    lines = [
+        f"{title}: test metrics over seeds {seeds} (mean ± sample std [95% t-interval]); "
+        "selection on the validation split.",
+        "",
+        f"| {row_name} | description | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for name, (description, summary) in rows.items():
+        cells = [summary_cell(summary[k]) if k in summary else "n/a" for k in keys]
+        lines.append(f"| {name} | {description} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def grid_csv(row_name: str, rows: dict[str, tuple[str, dict]], keys: list[str]) -> str:
+    """CSV of several summaries: ``rows`` maps a row name to ``(model, summary)``; columns ``row_name, model,
+    n_seeds`` and ``<metric>_{mean,std,ci95_low,ci95_high}``."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([row_name, "model", "n_seeds"] + [f"{k}_{s}" for k in keys for s in ("mean", "std", "ci95_low",
+                                                                                    "ci95_high")])
+    for name, (model, summary) in rows.items():
+        n = max((summary[k]["n"] for k in keys if k in summary), default=0)
+        row: list = [name, model, n]
+        for k in keys:
+            s = summary.get(k)
+            row += [s["mean"], s["std"], s["ci_low"], s["ci_high"]] if s else ["", "", "", ""]
+        w.writerow(row)
+    return buf.getvalue()

@@ -1,0 +1,164 @@
+"""Several registered models, trained over the same seeds on the same data, in one table.
+
+``emodistill compare --models dmd,mult,self_mm --data synth --seeds 5`` trains every model under
+``ROOT/<model>/seed-<s>/`` (normal run directories with per-sample test predictions; an interrupted
+comparison resumes where it stopped) and writes:
+
+    ROOT/compare.md, compare.csv   test metrics per model: mean ± sample std [95% t-interval]
+    ROOT/compare.json              the same, plus every seed's test metrics and run directory
+    ROOT/compare_seeds.png         each seed's value per model for the main metrics (needs matplotlib)
+    ROOT/robustness.md, .json, robustness_areas.png   with ``perturb``: area under each robustness curve
+                                   per model (mean over seeds; :mod:`emodistill.train.robustness`)
+
+Every model is selected on the validation split only. Hyper-parameters: the recipe's ``train`` and
+``data`` sections apply to all models; its ``model`` section applies only to the model it names, and
+``recipes={"mult": "mult_mosi"}`` gives another model its own recipe's model section; otherwise a model
+uses its registered defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from emodistill.data.types import MMSAData
+from emodistill.models import list_models
+from emodistill.train.config import RunConfig, load_recipe
+from emodistill.train.metrics import PRIMARY_METRICS
+from emodistill.train.run import fit_seeds, log, write_json, write_text
+from emodistill.train.stats import grid_csv, grid_markdown
+
+SPREAD_METRICS = {"mosi": ["Mult_acc_7", "Non0_acc_2", "MAE"], "sims": ["Mult_acc_5", "Mult_acc_2", "MAE"],
+                  "binary": ["Acc_2", "F1_weighted", "AUC"]}
+
+
+def seeds_from_arg(values: list[int]) -> list[int]:
+    """``[5]`` -> five seeds 1111..1115 (MMSA's convention); several values are the seeds themselves."""
+    if len(values) == 1 and 1 <= values[0] <= 100:
+        return [1111 + i for i in range(values[0])]
+    return list(values)
+
+
+def model_config(base: RunConfig, model: str, recipes: dict[str, str] | None = None) -> RunConfig:
+    """``base`` for ``model``: its own recipe's model section if given, the base recipe's if it names this
+    model, else the model's defaults."""
+    if model not in list_models():
+        raise ValueError(f"model {model!r} is not registered; expected some of {sorted(list_models())}")
+    cfg = copy.deepcopy(base)
+    if recipes and model in recipes:
+        d = load_recipe(recipes[model])
+        section = dict(d.get("model") or {})
+        if section.pop("name", model) != model:
+            raise ValueError(f"recipe {recipes[model]!r} is for model {d['model'].get('name')!r}, not {model!r}")
+        cfg.model_config = section
+    elif cfg.model != model:
+        cfg.model_config = {}
+    cfg.model = model
+    return cfg
+
+
+def run_compare(
+    base: RunConfig,
+    data: MMSAData,
+    root: str | Path,
+    models: list[str],
+    seeds: list[int],
+    *,
+    recipes: dict[str, str] | None = None,
+    quiet: bool = False,
+    perturb: bool = False,
+) -> dict[str, Any]:
+    """Train every model over ``seeds`` and write the comparison files (see the module docstring); with
+    ``perturb``, also the robustness curves of every run and their cross-model summary."""
+    root = Path(root)
+    configs = {m: model_config(base, m, recipes) for m in models}  # fail on a bad name before training
+    summaries, per_seed = {}, {}
+    for m in models:
+        log(f"=== compare: {m}")
+        out = fit_seeds(configs[m], data, root / m, seeds, resume=True, quiet=quiet)
+        summaries[m] = out["test"]
+        per_seed[m] = [
+            {"seed": s, "run_dir": str(d), "test": json.loads((Path(d) / "results.json").read_text())["test"]}
+            for s, d in zip(seeds, out["runs"], strict=True)
+        ]
+    family = data.spec.metric_family
+    keys = PRIMARY_METRICS[family]
+    descriptions = list_models()
+    write_text(root / "compare.md", grid_markdown("Comparison", "model",
+                                                  {m: (descriptions[m], summaries[m]) for m in models}, keys, seeds))
+    write_text(root / "compare.csv", grid_csv("model", {m: (m, summaries[m]) for m in models}, keys))
+    write_json(root / "compare.json", {"seeds": seeds, "models": models, "test": summaries, "runs": per_seed})
+    spread = SPREAD_METRICS.get(family, keys[:3])
+    try:
+        plot_seed_spread(per_seed, [k for k in spread if k in keys or k in summaries[models[0]]],
+                         root / "compare_seeds.png")
+    except ImportError as e:  # matplotlib is the optional `report` extra
+        log(f"compare_seeds.png skipped: {e}")
+    if perturb:
+        compare_robustness(data, root, per_seed)
+    return {"test": summaries, "runs": per_seed}
+
+
+def compare_robustness(data: MMSAData, root: Path, per_seed: dict[str, list[dict]], *, seed: int = 0) -> str:
+    """Robustness curves of every run's selected checkpoint (test split, the same seeded perturbations for
+    every model), then ``ROOT/robustness.{md,json}`` and ``robustness_areas.png``: the area under each
+    curve, averaged over seeds, per model."""
+    import numpy as np
+
+    from emodistill.train.checkpoint import load_checkpoint
+    from emodistill.train.robustness import CURVE_METRICS, areas_markdown, plot_areas, write_robustness
+
+    metrics = CURVE_METRICS.get(data.spec.metric_family, CURVE_METRICS["mosi"])
+    mean_areas: dict[str, dict[str, dict[str, float]]] = {}
+    for model_name, runs in per_seed.items():
+        per_run = []
+        for run in runs:
+            out_dir = Path(run["run_dir"]) / "robustness-test"
+            if not (out_dir / "robustness.json").is_file():  # resumable like the training grid
+                model, _ = load_checkpoint(Path(run["run_dir"]) / "best.ckpt")
+                write_robustness(model, data.test, data.spec, out_dir, seed=seed, title=f"{model_name} seed "
+                                 f"{run['seed']}")
+            per_run.append(json.loads((out_dir / "robustness.json").read_text())["areas"])
+        mean_areas[model_name] = {
+            curve: {k: float(np.mean([a[curve][k] for a in per_run])) for k in per_run[0][curve]}
+            for curve in per_run[0]
+        }
+    md = "".join(areas_markdown(mean_areas[m], metrics, f"{m} (mean over seeds)") + "\n" for m in mean_areas)
+    write_text(root / "robustness.md", md)
+    write_json(root / "robustness.json", {"perturbation_seed": seed, "areas": mean_areas})
+    try:
+        plot_areas(mean_areas, metrics[0], root / "robustness_areas.png")
+    except ImportError as e:
+        log(f"robustness_areas.png skipped: {e}")
+    return md
+
+
+def plot_seed_spread(per_seed: dict[str, list[dict]], metrics: list[str], path: Path) -> None:
+    """One panel per metric: every seed's test value per model (dots) and the mean (bar)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(per_seed)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1, 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, m in enumerate(models):
+            values = [r["test"][metric] for r in per_seed[m] if metric in r["test"]]
+            if not values:
+                continue
+            jitter = [i + 0.08 * (j - (len(values) - 1) / 2) for j in range(len(values))]
+            ax.scatter(jitter, values, s=18, color="C0", zorder=3)
+            mean = sum(values) / len(values)
+            ax.hlines(mean, i - 0.3, i + 0.3, color="C3", lw=2, zorder=2)
+        ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
+        ax.set_title(metric)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Test metric per seed (dots) and mean (bar); selection on validation")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,61 @@
+"""`emodistill compare`: several models over the same seeds, one table, per-seed results kept."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from emodistill.cli import main
+from emodistill.train.compare import model_config, seeds_from_arg
+from emodistill.train.config import RunConfig, load_recipe
+
+TINY = ["--epochs", "1", "--quiet", "--train.batch_size", "8", "--train.update_every", "1"]
+
+
+def test_seeds_from_arg():
+    assert seeds_from_arg([3]) == [1111, 1112, 1113]
+    assert seeds_from_arg([7, 8]) == [7, 8]
+    assert seeds_from_arg([2024]) == [2024]  # a single large number is a seed, not a count
+
+
+def test_recipe_model_section_only_applies_to_its_model():
+    base = RunConfig.from_dict(load_recipe("dmd_synth_demo"))
+    assert model_config(base, "dmd").model_config == base.model_config
+    other = model_config(base, "late_fusion")
+    assert other.model == "late_fusion" and other.model_config == {} and other.train == base.train
+    with pytest.raises(ValueError, match="not registered"):
+        model_config(base, "nope")
+
+
+def test_compare_table_is_the_seed_statistics(mmsa_writer, tmp_path, capsys):
+    pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
+    root = tmp_path / "cmp"
+    args = ["compare", "--models", "late_fusion,dmd", "--data", str(pkl), "--seeds", "2", "--run-dir", str(root),
+            "--perturb", *TINY, "--model.d_model", "8", "--model.num_heads", "2", "--model.nlevels", "1"]
+    # without --config the base model is dmd, so the --model.* overrides size DMD; late_fusion keeps its defaults
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| late_fusion |" in out and "| dmd |" in out
+    summary = json.loads((root / "compare.json").read_text())
+    assert summary["seeds"] == [1111, 1112]
+    rows = {r["model"]: r for r in csv.DictReader((root / "compare.csv").open())}
+    for model in ("late_fusion", "dmd"):
+        per_seed = [json.loads((root / model / f"seed-{s}" / "results.json").read_text())["test"]["MAE"]
+                    for s in (1111, 1112)]
+        assert float(rows[model]["MAE_mean"]) == pytest.approx(np.mean(per_seed))
+        assert float(rows[model]["MAE_std"]) == pytest.approx(np.std(per_seed, ddof=1))
+        assert (root / model / "seed-1112" / "test_predictions.csv").is_file()  # every run's predictions kept
+    assert (root / "compare_seeds.png").stat().st_size > 1000
+    assert (root / "late_fusion" / "seed-1111" / "robustness-test" / "robustness.json").is_file()
+    areas = json.loads((root / "robustness.json").read_text())["areas"]
+    assert set(areas) == {"late_fusion", "dmd"} and "audio/missing" in areas["dmd"]
+    assert (root / "robustness_areas.png").is_file()
+    # the same command continues (nothing retrained); another model list in that directory is refused
+    assert main(args) == 0
+    assert "continuing the compare" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="another configuration"):
+        main(["compare", "--models", "late_fusion", "--data", str(pkl), "--seeds", "2", "--run-dir", str(root),
+              *TINY])
