@@ -130,3 +130,28 @@ def test_selection_loss_is_bce_of_logits_for_binary_tasks():
     want = (math.log(2) + (2 + math.log1p(math.exp(-2))) + math.log1p(math.exp(-1))) / 3
     assert pred.loss == pytest.approx(want)
     assert Predictions(prediction=z, label=y, index=np.arange(3)).loss == pytest.approx((1 + 2 + 1) / 3)  # MAE
+
+
+def test_param_groups_give_named_groups_their_own_adam_settings():
+    from torch import nn
+
+    from emodistill.train.config import TrainConfig
+    from emodistill.train.loop import make_optimizer
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 1)
+
+        def optimizer_groups(self):
+            return {"audio": list(self.a.parameters()), "other": list(self.b.parameters())}
+
+    opt = make_optimizer(Two(), TrainConfig(lr=1e-3, weight_decay=0.0, param_groups={"audio": {"lr": 5e-3}}))
+    assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in opt.param_groups] == [(5e-3, 0.0, 2),
+                                                                                         (1e-3, 0.0, 2)]
+    with pytest.raises(ValueError, match=r"unknown group\(s\) \['bert'\]"):
+        make_optimizer(Two(), TrainConfig(param_groups={"bert": {"lr": 1e-5}}))
+    with pytest.raises(ValueError, match="names no parameter groups"):
+        make_optimizer(nn.Linear(2, 1), TrainConfig(param_groups={"audio": {"lr": 1e-5}}))
+    with pytest.raises(ValueError, match="expected a mapping of lr / weight_decay"):
+        TrainConfig(param_groups={"audio": {"momentum": 0.9}})

@@ -47,7 +47,9 @@ class TextEncoder(nn.Module):
     """BERT-style encoder mapping ``text_bert`` token rows to contextual embeddings.
 
     Args:
-        path: local directory with ``config.json`` and weights (``save_pretrained`` layout).
+        path: local directory with ``config.json`` and weights (``save_pretrained`` layout), or a hub name
+            such as ``bert-base-uncased`` (fetched by transformers on a connected machine, or read from its
+            cache; offline without a cache it fails with a message asking for a local copy).
         config: architecture dict (see :data:`ARCH_KEYS`); used when ``path`` is None or missing, and
             then the weights are random until a state dict is loaded.
         finetune: when False the encoder runs under ``no_grad`` with frozen parameters (official
@@ -63,10 +65,15 @@ class TextEncoder(nn.Module):
             cfg = dict(config)
             hf_config = tf.AutoConfig.for_model(cfg.pop("model_type", "bert"), **cfg)
             self.model = tf.AutoModel.from_config(hf_config)
-        elif path is not None:
-            raise FileNotFoundError(
-                f"text encoder directory {path} not found (expected a save_pretrained folder)"
-            )
+        elif path is not None:  # a hub name (e.g. bert-base-uncased): transformers fetches or reads its cache
+            try:
+                self.model = tf.AutoModel.from_pretrained(path)
+            except (OSError, ValueError) as e:  # not found / offline; ValueError: not even a valid repo id
+                raise FileNotFoundError(
+                    f"text encoder {path!r} is neither a local save_pretrained directory nor loadable from the "
+                    f"Hugging Face hub or its cache ({e}); give a local copy, e.g. --model.text_encoder /path/to/"
+                    f"{Path(path).name}"
+                ) from e
         else:
             raise ValueError("TextEncoder needs a local model directory `path` or an architecture `config`")
         self.finetune = finetune

@@ -57,10 +57,18 @@ class TrainConfig:
     """torch intra-op threads on CPU (None: torch's default)."""
     deterministic: bool = True
     """Ask torch for deterministic kernels (CPU results are then bit-reproducible)."""
+    param_groups: dict[str, dict[str, float]] | None = None
+    """Per-group Adam settings for models that name their parameter groups (``optimizer_groups()``, e.g.
+    Self-MM's ``bert_decay``, ``audio``, ...), e.g. ``{audio: {lr: 5.0e-3}, other: {lr: 1.0e-3}}``; groups
+    not listed use ``lr`` and ``weight_decay``."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ValueError(f"train.lr={self.lr} must be > 0")
+        for group, values in (self.param_groups or {}).items():
+            bad = sorted(set(values) - {"lr", "weight_decay"}) if isinstance(values, dict) else values
+            if bad:
+                raise ValueError(f"train.param_groups.{group}: expected a mapping of lr / weight_decay, found {bad}")
         for name in ("batch_size", "eval_batch_size", "update_every", "early_stop"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name}={getattr(self, name)} must be >= 1")

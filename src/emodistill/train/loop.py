@@ -45,8 +45,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """Adam over the trainable parameters: one group, or the model's named groups with
+    ``cfg.param_groups`` settings (groups not listed there use ``cfg.lr`` / ``cfg.weight_decay``)."""
+    if not cfg.param_groups:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if not hasattr(model, "optimizer_groups"):
+        raise ValueError(f"train.param_groups is set, but {type(model).__name__} names no parameter groups")
+    named = model.optimizer_groups()
+    unknown = sorted(set(cfg.param_groups) - set(named))
+    if unknown:
+        raise ValueError(f"train.param_groups: unknown group(s) {unknown}; {type(model).__name__} has {sorted(named)}")
+    groups = []
+    for name, params in named.items():
+        params = [p for p in params if p.requires_grad]
+        if params:
+            settings = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, **cfg.param_groups.get(name, {})}
+            groups.append({"params": params, **settings})
+    return torch.optim.Adam(groups)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
