@@ -14,7 +14,7 @@ emodistill: multimodal emotion recognition with decoupled multimodal distillatio
 
   emodistill train --model dmd --data synth             train DMD on the embedded synthetic data set
   emodistill train --config dmd_mosi_aligned --data MOSI/Processed/aligned_50.pkl
-  emodistill evaluate runs/X/best.ckpt --data FILE.pkl  evaluate a checkpoint on a split
+  emodistill evaluate runs/X/best.ckpt --data FILE.pkl  evaluate a checkpoint on a split (--perturb: robustness)
   emodistill data check FILE.pkl                       validate an MMSA pickle and describe it
   emodistill data synth -o synth.pkl                   write the synthetic data set as an MMSA pickle
   emodistill ablate --config dmd_synth_demo --seeds 1111 1112 1113   DMD/DHMD ablation table
