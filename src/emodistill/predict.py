@@ -19,8 +19,6 @@ Output of :meth:`Predictor.predict_video` (JSON-ready)::
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from pathlib import Path
 from typing import Any
@@ -33,9 +31,10 @@ from emodistill.data.types import SplitData
 from emodistill.extract.clip import ClipExtractor, ClipFeatures
 from emodistill.extract.config import ExtractConfig
 from emodistill.extract.features import normalize, pad, sequences
-from emodistill.extract.labels import VIDEO_EXTENSIONS
+from emodistill.extract.labels import VIDEO_EXTENSIONS, sidecar
 from emodistill.models.gd_unit import EDGE_NAMES
 from emodistill.train.checkpoint import load_checkpoint
+from emodistill.train.stats import records_csv
 
 LABEL_7_NAMES = {
     -3: "strongly negative",
@@ -189,7 +188,7 @@ class Predictor:
         for video in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
             t = (transcripts or {}).get(video.name, (transcripts or {}).get(video.stem))
             if t is None:
-                t = _sidecar_transcript(video)
+                t = sidecar(video, (".json", ".srt", ".txt"))
             try:
                 rows.append(self.predict_video(video, t))
             except Exception as e:  # reported per row; the CLI exits non-zero if any row has an error
@@ -199,15 +198,7 @@ class Predictor:
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     """Flatten prediction dicts into CSV text (nested keys joined with '/')."""
-    flat = [_flatten(r) for r in rows]
-    columns: list[str] = []
-    for r in flat:
-        columns += [k for k in r if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(flat)
-    return buf.getvalue()
+    return records_csv([_flatten(r) for r in rows])
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -235,13 +226,6 @@ def _transcript_arg(transcript: str | Path | None) -> tuple[str | None, Path | N
     if isinstance(transcript, Path):
         raise FileNotFoundError(f"transcript file not found: {transcript}")
     return str(transcript), None
-
-
-def _sidecar_transcript(video: Path) -> Path | None:
-    for ext in (".json", ".srt", ".txt"):
-        if video.with_suffix(ext).is_file():
-            return video.with_suffix(ext)
-    return None
 
 
 def _branches(output) -> dict[str, dict[str, float]]:

@@ -19,6 +19,7 @@ from emodistill.extract.config import BUNDLED_WHISPER, ExtractConfig
 from emodistill.extract.decode import decode
 from emodistill.extract.errors import ExtractError
 from emodistill.extract.transcript import read_timing_file, split_words, spread_words, voiced_span
+from emodistill.train.checkpoint import atomic_write
 
 TIMING_SOURCES = ("file", "asr", "uniform")
 
@@ -54,6 +55,10 @@ class ClipFeatures:
     vision_names: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def names(self, modality: str) -> list[str]:
+        """The column names of ``audio`` or ``vision``."""
+        return list(getattr(self, f"{modality}_names"))
+
     _ARRAYS = ("audio", "audio_times", "vision", "vision_times", "face_present", "text", "text_bert", "word_index")
 
     def save(self, path: Path) -> None:
@@ -67,9 +72,13 @@ class ClipFeatures:
             "vision_names": self.vision_names,
             "seconds": self.seconds,
         }
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, meta=np.array(json.dumps(meta)), **{k: getattr(self, k) for k in self._ARRAYS})
-        tmp.replace(path)
+        arrays = {k: getattr(self, k) for k in self._ARRAYS}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+                np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: Path) -> ClipFeatures:

@@ -94,9 +94,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed = 0
     print(text, end="" if text.endswith("\n") else "\n")
     if args.output:
-        from emodistill.extract.dataset import _atomic_bytes
+        from emodistill.train.checkpoint import atomic_write
 
-        _atomic_bytes(Path(args.output), text.encode())
+        atomic_write(Path(args.output), lambda tmp: tmp.write_text(text))
     if failed:
         print(f"emodistill predict: {failed} video(s) failed (see the error column)", file=sys.stderr)
         return 1

@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import multiprocessing
-import os
 import pickle
 import platform
 import time
@@ -36,6 +35,7 @@ from emodistill.extract.config import FORMAT, ExtractConfig
 from emodistill.extract.errors import ExtractError, MissingExtraError
 from emodistill.extract.features import fit_normalization, normalize, pad, sequences
 from emodistill.extract.labels import ClipJob, read_labels
+from emodistill.train.checkpoint import atomic_write
 
 SPLITS = ("train", "valid", "test")
 _VERSIONED = ("numpy", "torch", "av", "librosa", "mediapipe", "cv2", "transformers", "faster_whisper", "opensmile")
@@ -102,10 +102,11 @@ def extract_dataset(
         "failed": [{"clip_id": jobs[i].clip_id, "video": str(jobs[i].video), "reason": r} for i, r in errors.items()],
     }
     data["config"] = record
-    _atomic_bytes(output, pickle.dumps(data, protocol=4))
+    atomic_write(output, lambda tmp: tmp.write_bytes(pickle.dumps(data, protocol=4)))
     manifest = {**record, "versions": library_versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "workers": workers, "cached": len(jobs) - len(pending)}
-    _atomic_bytes(output.with_name(output.stem + ".manifest.json"), json.dumps(manifest, indent=2).encode())
+    manifest_text = json.dumps(manifest, indent=2) + "\n"
+    atomic_write(output.with_name(output.stem + ".manifest.json"), lambda tmp: tmp.write_text(manifest_text))
     return ExtractSummary(
         output=output,
         counts={s: sum(1 for job, _ in done if job.split == s) for s in SPLITS},
@@ -126,7 +127,7 @@ def assemble(done: list[tuple[ClipJob, ClipFeatures]], cfg: ExtractConfig) -> tu
     stats = None
     if cfg.normalize:
         train = [seqs[id(c)] for _, c in by_split["train"]]
-        stats = {m: fit_normalization([s[m] for s in train], [s[f"{m}_valid"] for s in train], _names(done[0][1], m))
+        stats = {m: fit_normalization([s[m] for s in train], [s[f"{m}_valid"] for s in train], done[0][1].names(m))
                  for m in ("audio", "vision")}
     first = done[0][1]
     L = first.text.shape[0]
@@ -139,16 +140,12 @@ def assemble(done: list[tuple[ClipJob, ClipFeatures]], cfg: ExtractConfig) -> tu
     record = {
         "format": FORMAT,
         "extract": cfg.to_dict(),
-        "feature_names": {"audio": _names(first, "audio"), "vision": _names(first, "vision")},
+        "feature_names": {"audio": first.names("audio"), "vision": first.names("vision")},
         "text_dim": int(first.text.shape[1]),
         "seq_lens": {"text": int(L), **{m: int(n) for m, n in lens.items()}},
         "normalization": stats,
     }
     return splits, record
-
-
-def _names(clip: ClipFeatures, modality: str) -> list[str]:
-    return list(getattr(clip, f"{modality}_names"))
 
 
 def _split_dict(items, seqs, stats, lens, aligned: bool) -> dict[str, Any]:
@@ -261,17 +258,7 @@ def _write_errors(path: Path, jobs: list[ClipJob], errors: dict[int, str]) -> No
     writer.writerow(["clip_id", "video", "split", "reason"])
     for i in sorted(errors):
         writer.writerow([jobs[i].clip_id, jobs[i].video, jobs[i].split, errors[i]])
-    _atomic_bytes(path, buf.getvalue().encode())
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
 
 
 def library_versions() -> dict[str, str]:

@@ -78,7 +78,7 @@ def read_labels(csv_path: str | Path, videos_dir: str | Path) -> list[ClipJob]:
         split = SPLIT_ALIASES.get(row[split_col].lower())
         if split is None:
             raise ValueError(f"{where}: column '{split_col}' must be train, valid or test, found {row[split_col]!r}")
-        timing = videos_dir / row["timing"] if row.get("timing") else _sidecar(video)
+        timing = videos_dir / row["timing"] if row.get("timing") else sidecar(video, (".json", ".srt"))
         jobs.append(
             ClipJob(
                 index=i,
@@ -113,8 +113,9 @@ def _video_and_id(row: dict[str, str], file_col: str | None, videos_dir: Path, w
     return videos_dir / vid / f"{cid}.mp4", f"{vid}$_${cid}"
 
 
-def _sidecar(video: Path) -> Path | None:
-    for ext in (".json", ".srt"):
+def sidecar(video: Path, extensions: tuple[str, ...]) -> Path | None:
+    """The first existing file next to ``video`` with the same stem and one of ``extensions``."""
+    for ext in extensions:
         if video.with_suffix(ext).is_file():
             return video.with_suffix(ext)
     return None

@@ -34,6 +34,7 @@ from emodistill.models.dmd_config import DMDConfig
 from emodistill.models.gd_unit import GDUnit
 from emodistill.models.mult import GroupedMulTEncoder, fast_dropout
 from emodistill.models.registry import register_model
+from emodistill.models.text_encoder import build_text_encoder
 from emodistill.spec import DatasetSpec
 
 MODS = ("l", "v", "a")
@@ -102,17 +103,7 @@ class DMD(MERModel):
         super().__init__(spec, config)
         cfg = config
         d = self.d = cfg.d_model
-        self.text_model = None
-        if cfg.text_encoder is not None or cfg.text_encoder_config is not None:
-            if not spec.has_text_bert:
-                raise ValueError(
-                    f"DMD text_encoder needs `text_bert` token rows, but spec {spec.name!r} has none"
-                )
-            from emodistill.models.text_encoder import TextEncoder
-
-            self.text_model = TextEncoder(cfg.text_encoder, cfg.text_encoder_config, cfg.finetune_text)
-            if cfg.text_encoder_config is None:
-                cfg.text_encoder_config = self.text_model.architecture()
+        self.text_model = build_text_encoder(cfg, spec, "DMD")
         dims = {m: spec.feature_dims[SPEC_KEY[m]] for m in MODS}
         if self.text_model is not None:
             dims["l"] = self.text_model.hidden_size

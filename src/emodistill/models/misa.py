@@ -39,6 +39,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emodistill.models.base import MERModel, ModelOutput
 from emodistill.models.registry import register_model
+from emodistill.models.text_encoder import build_text_encoder
 from emodistill.spec import DatasetSpec
 
 MODS = ("text", "vision", "audio")
@@ -206,15 +207,7 @@ class MISA(MERModel):
     def __init__(self, spec: DatasetSpec, config: MISAConfig) -> None:
         super().__init__(spec, config)
         cfg, h = config, config.hidden_size
-        self.text_model = None
-        if cfg.text_encoder is not None or cfg.text_encoder_config is not None:
-            if not spec.has_text_bert:
-                raise ValueError(f"MISA text_encoder needs `text_bert` token rows, but spec {spec.name!r} has none")
-            from emodistill.models.text_encoder import TextEncoder
-
-            self.text_model = TextEncoder(cfg.text_encoder, cfg.text_encoder_config, cfg.finetune_text)
-            if cfg.text_encoder_config is None:
-                cfg.text_encoder_config = self.text_model.architecture()
+        self.text_model = build_text_encoder(cfg, spec, "MISA")
         rnn_mods = MODS[1:] if self.text_model is not None else MODS
         self.rnn = nn.ModuleDict({m: UtteranceRNN(spec.feature_dims[m], cfg.rnncell) for m in rnn_mods})
         utt_dims = {m: 4 * spec.feature_dims[m] for m in rnn_mods}

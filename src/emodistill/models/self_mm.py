@@ -49,6 +49,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from emodistill.models.base import MERModel, ModelOutput
 from emodistill.models.registry import register_model
+from emodistill.models.text_encoder import build_text_encoder
 from emodistill.spec import DatasetSpec
 
 HEADS = ("fusion", "text", "audio", "vision")
@@ -316,15 +317,7 @@ class SelfMM(MERModel):
             )
         super().__init__(spec, config)
         cfg = config
-        self.text_model = None
-        if cfg.text_encoder is not None or cfg.text_encoder_config is not None:
-            if not spec.has_text_bert:
-                raise ValueError(f"self_mm text_encoder needs `text_bert` token rows; spec {spec.name!r} has none")
-            from emodistill.models.text_encoder import TextEncoder
-
-            self.text_model = TextEncoder(cfg.text_encoder, cfg.text_encoder_config, cfg.finetune_text)
-            if cfg.text_encoder_config is None:
-                cfg.text_encoder_config = self.text_model.architecture()
+        self.text_model = build_text_encoder(cfg, spec, "self_mm")
         text_dim = self.text_model.hidden_size if self.text_model is not None else spec.feature_dims["text"]
         if cfg.label_clip is None:
             cfg.label_clip = float(max(abs(b) for b in spec.label_range))

@@ -1,9 +1,10 @@
 """Optional fine-tuned BERT text encoder for DMD (the official ``BertTextEncoder``, dmd-spec §1.2).
 
 Hugging Face ``transformers`` is imported lazily, only when a text encoder is configured; install it
-with the ``text`` extra (``pip install "emodistill[text]"``). Nothing here reaches the network: weights
-come from a local directory (``save_pretrained`` layout) or, when only the architecture is known (an
-imported official checkpoint), from the checkpoint's state dict after a randomly initialised build.
+with the ``text`` extra (``pip install "emodistill[text]"``). Weights come from a local directory
+(``save_pretrained`` layout), from a hub name (transformers fetches it or reads its cache; the only path
+that can reach the network), or, when only the architecture is known (an imported official checkpoint,
+any emodistill checkpoint), from the checkpoint's state dict after a randomly initialised build.
 """
 
 from __future__ import annotations
@@ -107,3 +108,23 @@ class TextEncoder(nn.Module):
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             )
         return out[0]
+
+
+def build_text_encoder(cfg, spec, owner: str) -> TextEncoder | None:
+    """The encoder a model config asks for, or None.
+
+    ``cfg`` has the fields ``text_encoder`` (directory or hub name), ``text_encoder_config`` (architecture)
+    and ``finetune_text``, as DMD, MulT, MISA and Self-MM share. The built architecture is written back to
+    ``cfg.text_encoder_config``, so a checkpoint rebuilds the encoder without the original directory.
+
+    Raises:
+        ValueError: an encoder is configured but ``spec`` has no ``text_bert`` token rows.
+    """
+    if cfg.text_encoder is None and cfg.text_encoder_config is None:
+        return None
+    if not spec.has_text_bert:
+        raise ValueError(f"{owner} text_encoder needs `text_bert` token rows, but spec {spec.name!r} has none")
+    encoder = TextEncoder(cfg.text_encoder, cfg.text_encoder_config, cfg.finetune_text)
+    if cfg.text_encoder_config is None:
+        cfg.text_encoder_config = encoder.architecture()
+    return encoder

@@ -13,6 +13,7 @@ import numpy as np
 
 from emodistill.models.gd_unit import EDGE_NAMES
 from emodistill.report.analysis import GD_MODALITIES
+from emodistill.train.checkpoint import atomic_write
 
 MODALITY_NAMES = {"l": "language (L)", "v": "vision (V)", "a": "audio (A)"}
 MODALITY_COLOURS = {"l": "#1f77b4", "v": "#2ca02c", "a": "#d62728"}
@@ -36,7 +37,8 @@ def new_figure(width: float, height: float):
 
 
 def save_png(fig, path: Path, dpi: int = 110) -> None:
-    fig.savefig(path, format="png", dpi=dpi)
+    """Write ``fig`` to ``path`` atomically (no half-written PNG if interrupted)."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def _mark_best(ax, best_epoch: int | None) -> None:

@@ -26,12 +26,9 @@ from typing import Any
 from emodistill.data.types import MMSAData
 from emodistill.models import list_models
 from emodistill.train.config import RunConfig, load_recipe
-from emodistill.train.metrics import PRIMARY_METRICS
+from emodistill.train.metrics import HEADLINE_METRICS, PRIMARY_METRICS
 from emodistill.train.run import fit_seeds, log, write_json, write_text
 from emodistill.train.stats import grid_csv, grid_markdown
-
-SPREAD_METRICS = {"mosi": ["Mult_acc_7", "Non0_acc_2", "MAE"], "sims": ["Mult_acc_5", "Mult_acc_2", "MAE"],
-                  "binary": ["Acc_2", "F1_weighted", "AUC"]}
 
 
 def seeds_from_arg(values: list[int]) -> list[int]:
@@ -90,10 +87,8 @@ def run_compare(
                                                   {m: (descriptions[m], summaries[m]) for m in models}, keys, seeds))
     write_text(root / "compare.csv", grid_csv("model", {m: (m, summaries[m]) for m in models}, keys))
     write_json(root / "compare.json", {"seeds": seeds, "models": models, "test": summaries, "runs": per_seed})
-    spread = SPREAD_METRICS.get(family, keys[:3])
     try:
-        plot_seed_spread(per_seed, [k for k in spread if k in keys or k in summaries[models[0]]],
-                         root / "compare_seeds.png")
+        plot_seed_spread(per_seed, list(HEADLINE_METRICS[family]), root / "compare_seeds.png")
     except ImportError as e:  # matplotlib is the optional `report` extra
         log(f"compare_seeds.png skipped: {e}")
     if perturb:
@@ -108,9 +103,9 @@ def compare_robustness(data: MMSAData, root: Path, per_seed: dict[str, list[dict
     import numpy as np
 
     from emodistill.train.checkpoint import load_checkpoint
-    from emodistill.train.robustness import CURVE_METRICS, areas_markdown, plot_areas, write_robustness
+    from emodistill.train.robustness import areas_markdown, plot_areas, write_robustness
 
-    metrics = CURVE_METRICS.get(data.spec.metric_family, CURVE_METRICS["mosi"])
+    metrics = HEADLINE_METRICS[data.spec.metric_family]
     mean_areas: dict[str, dict[str, dict[str, float]]] = {}
     for model_name, runs in per_seed.items():
         per_run = []
@@ -137,28 +132,20 @@ def compare_robustness(data: MMSAData, root: Path, per_seed: dict[str, list[dict
 
 def plot_seed_spread(per_seed: dict[str, list[dict]], metrics: list[str], path: Path) -> None:
     """One panel per metric: every seed's test value per model (dots) and the mean (bar)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from emodistill.report.figures import new_figure, save_png
 
     models = list(per_seed)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1, 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    fig = new_figure(3.2 * len(metrics) + 1, 3.6)
+    for ax, metric in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics, strict=True):
         for i, m in enumerate(models):
             values = [r["test"][metric] for r in per_seed[m] if metric in r["test"]]
             if not values:
                 continue
             jitter = [i + 0.08 * (j - (len(values) - 1) / 2) for j in range(len(values))]
             ax.scatter(jitter, values, s=18, color="C0", zorder=3)
-            mean = sum(values) / len(values)
-            ax.hlines(mean, i - 0.3, i + 0.3, color="C3", lw=2, zorder=2)
+            ax.hlines(sum(values) / len(values), i - 0.3, i + 0.3, color="C3", lw=2, zorder=2)
         ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Test metric per seed (dots) and mean (bar); selection on validation")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path)

@@ -64,6 +64,13 @@ PRIMARY_METRICS: dict[str, list[str]] = {
 }
 """Ordered keys for results tables, per family."""
 
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "mosi": ("Non0_acc_2", "Mult_acc_7", "MAE"),
+    "sims": ("Mult_acc_2", "Mult_acc_5", "MAE"),
+    "binary": ("Acc_2", "F1_weighted", "AUC"),
+}
+"""The few keys per family that figures show (per-seed spread, robustness curves)."""
+
 LOWER_IS_BETTER: frozenset[str] = frozenset({"MAE", "BCE"})
 """Keys where a smaller value is better; for all other keys larger is better."""
 

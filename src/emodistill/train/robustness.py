@@ -24,8 +24,6 @@ comparable across models and data sets.
 from __future__ import annotations
 
 import copy
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +34,15 @@ from emodistill.data.loader import BatchLoader
 from emodistill.data.types import SplitData
 from emodistill.spec import MODALITIES
 from emodistill.train.loop import predict
-from emodistill.train.metrics import compute_metrics
+from emodistill.train.metrics import HEADLINE_METRICS, compute_metrics
+from emodistill.train.run import write_json, write_text
+from emodistill.train.stats import records_csv
 
 LEVELS: dict[str, tuple[float, ...]] = {
     "missing": (1.0,),
     "drop": (0.1, 0.3, 0.5, 0.7, 0.9),
     "noise": (0.1, 0.3, 0.5, 1.0, 2.0),
 }
-CURVE_METRICS = {"mosi": ("Non0_acc_2", "Mult_acc_7", "MAE"), "sims": ("Mult_acc_2", "Mult_acc_5", "MAE"),
-                 "binary": ("Acc_2", "F1_weighted", "AUC")}
 
 
 def _valid_steps(split: SplitData, modality: str) -> np.ndarray:
@@ -146,17 +144,6 @@ def _trapezoid(ys: np.ndarray, xs: np.ndarray) -> float:
     return float(np.sum((ys[1:] + ys[:-1]) * np.diff(xs)) / 2)
 
 
-def rows_csv(rows: list[dict[str, Any]]) -> str:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def areas_markdown(areas: dict[str, dict[str, float]], metrics: tuple[str, ...], title: str) -> str:
     lines = [f"{title}: area under each robustness curve (mean metric over levels, clean at 0)", "",
              "| curve | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
@@ -167,14 +154,12 @@ def areas_markdown(areas: dict[str, dict[str, float]], metrics: tuple[str, ...],
 
 def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path, title: str) -> None:
     """One panel per kind (drop, noise; missing as points at level 1), a line per modality."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from emodistill.report.figures import new_figure, save_png
 
     clean = next(r for r in rows if r["kind"] == "clean")[metric]
-    fig, axes = plt.subplots(1, len(LEVELS), figsize=(4 * len(LEVELS), 3.2), squeeze=False)
-    for ax, kind in zip(axes[0], LEVELS, strict=True):
+    fig = new_figure(4 * len(LEVELS), 3.4)
+    axes = fig.subplots(1, len(LEVELS), squeeze=False)[0]
+    for ax, kind in zip(axes, LEVELS, strict=True):
         for i, m in enumerate(MODALITIES):
             curve = [r for r in rows if r["modality"] == m and r["kind"] == kind and not r.get("not_applicable")]
             if curve:
@@ -184,23 +169,20 @@ def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path, title: str)
         ax.set_xlabel("level")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    axes[0][0].legend()
+    axes[0].legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    _save(fig, plt, path)
+    save_png(fig, path)
 
 
 def plot_areas(areas_by_model: dict[str, dict[str, dict[str, float]]], metric: str, path: Path) -> None:
     """Grouped bars: area under each curve per model (the cross-model summary figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from emodistill.report.figures import new_figure, save_png
 
     curves = sorted({c for a in areas_by_model.values() for c in a})
     models = list(areas_by_model)
     width = 0.8 / max(len(models), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(curves) + 2), 3.6))
+    fig = new_figure(max(6, 0.9 * len(curves) + 2), 3.6)
+    ax = fig.subplots()
     for i, model in enumerate(models):
         ys = [areas_by_model[model].get(c, {}).get(metric, np.nan) for c in curves]
         ax.bar(np.arange(len(curves)) + i * width - 0.4 + width / 2, ys, width, label=model)
@@ -208,16 +190,7 @@ def plot_areas(areas_by_model: dict[str, dict[str, dict[str, float]]], metric: s
     ax.set_ylabel(f"area under {metric} curve")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    _save(fig, plt, path)
-
-
-def _save(fig, plt, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-
+    save_png(fig, path)
 
 
 def write_robustness(
@@ -233,18 +206,14 @@ def write_robustness(
 ) -> str:
     """Compute the curves and write ``robustness.{csv,json,md}``, ``robustness_<metric>.png`` and
     ``robustness_areas.png`` into ``out_dir``; returns the Markdown summary."""
-    import json
-
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = CURVE_METRICS.get(spec.metric_family, CURVE_METRICS["mosi"])
+    metrics = HEADLINE_METRICS[spec.metric_family]
     rows = robustness_curves(model, split, spec.metric_family, seed=seed, batch_size=batch_size, device=device)
     areas = curve_areas(rows, metrics)
     md = areas_markdown(areas, metrics, title or "robustness")
-    _atomic_text(out_dir / "robustness.csv", rows_csv(rows))
-    _atomic_text(out_dir / "robustness.json", json.dumps({"seed": seed, "levels": LEVELS, "rows": rows,
-                                                          "areas": areas}, indent=2))
-    _atomic_text(out_dir / "robustness.md", md)
+    write_text(out_dir / "robustness.csv", records_csv(rows))
+    write_json(out_dir / "robustness.json", {"seed": seed, "levels": LEVELS, "rows": rows, "areas": areas})
+    write_text(out_dir / "robustness.md", md)
     try:
         for k in metrics:
             plot_curves(rows, k, out_dir / f"robustness_{k}.png", title)
@@ -253,8 +222,3 @@ def write_robustness(
         md += "\n(plots skipped: matplotlib is not installed)\n"
     return md
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -197,3 +197,15 @@ def grid_csv(row_name: str, rows: dict[str, tuple[str, dict]], keys: list[str]) 
             row += [s["mean"], s["std"], s["ci_low"], s["ci_high"]] if s else ["", "", "", ""]
         w.writerow(row)
     return buf.getvalue()
+
+
+def records_csv(rows: list[dict]) -> str:
+    """CSV of flat dicts; the columns are every key, in first-seen order (missing cells empty)."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
