@@ -116,6 +116,7 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
     on_epoch_end: EpochCallback | None = None,
+    evaluate_test: bool = True,
 ) -> dict[str, Any]:
     """Train ``cfg.model`` on ``data``, select on validation loss, test once; write ``run_dir``.
 
@@ -125,7 +126,10 @@ def fit(
         run_dir: output directory (created; must be empty unless ``resume``).
         resume: continue from ``run_dir/last.ckpt``.
         quiet: no progress bars; one log line per epoch.
-        on_epoch_end: called as ``fn(epoch, record)`` after each epoch's files are written.
+        on_epoch_end: called as ``fn(epoch, record)`` after each epoch's files are written; an exception
+            it raises (e.g. a pruned search trial) ends the run there and propagates.
+        evaluate_test: evaluate the selected checkpoint on the test split. ``False`` (search trials) leaves
+            the test split untouched: ``results["test"]`` is None and no ``test_predictions.csv`` is written.
 
     Returns:
         The content of ``results.json``.
@@ -248,12 +252,6 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
 
-    # Test once, on the checkpoint selected on the validation split.
-    best = read_checkpoint(run_dir / "best.ckpt")
-    model.load_state_dict(best["state_dict"])
-    test_loader = BatchLoader(data.splits["test"], tcfg.eval_batch_size, shuffle=False, device=device)
-    test_pred = predict(model, test_loader)
-    test_metrics = compute_metrics(test_pred.prediction, test_pred.label, family)
     best_record = next(r for r in history if r["epoch"] == stopper.best_epoch)
     results = {
         "model": cfg.model,
@@ -262,11 +260,17 @@ def fit(
         "epochs_run": epoch,
         "stopped_by": stopped,
         "valid": {k.split("/", 1)[1]: v for k, v in best_record.items() if k.startswith("valid/")},
-        "test": {"loss": test_pred.loss, **test_metrics},
+        "test": None,
         "train_time_s": round(time.perf_counter() - t_start, 1),
         "run_dir": str(run_dir),
     }
-    write_text(run_dir / "test_predictions.csv", predictions_csv(test_pred, data.splits["test"].ids))
+    if evaluate_test:  # once, on the checkpoint selected on the validation split
+        best = read_checkpoint(run_dir / "best.ckpt")
+        model.load_state_dict(best["state_dict"])
+        test_loader = BatchLoader(data.splits["test"], tcfg.eval_batch_size, shuffle=False, device=device)
+        test_pred = predict(model, test_loader)
+        results["test"] = {"loss": test_pred.loss, **compute_metrics(test_pred.prediction, test_pred.label, family)}
+        write_text(run_dir / "test_predictions.csv", predictions_csv(test_pred, data.splits["test"].ids))
     write_json(run_dir / "results.json", results)
     return results
 
