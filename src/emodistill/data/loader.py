@@ -40,6 +40,13 @@ class BatchLoader:
         keep_on_device: move the whole split to ``device`` once (fast on a GPU with room to spare);
             otherwise each batch is gathered on the CPU and transferred once.
 
+        rank, world_size: this process's share under distributed training (see
+            :mod:`emodistill.train.distributed`). With ``shuffle`` (training) every process walks the same
+            global batches of ``batch_size`` rows and takes a contiguous share of each; a process whose
+            share is empty gets the batch's first row, to be weighted 0 (:meth:`shard_weight`). Without
+            ``shuffle`` (evaluation) the process takes every ``world_size``-th row from ``rank`` and batches
+            them; gather the predictions to cover the split.
+
     Epochs: each ``iter()`` uses the current epoch and then advances it by one; :meth:`set_epoch`
     sets it explicitly (do that at the start of every epoch to make resumption exact).
     """
@@ -54,13 +61,20 @@ class BatchLoader:
         device: str | torch.device = "cpu",
         drop_last: bool = False,
         keep_on_device: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} must lie in [0, world_size={world_size})")
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.epoch = 0
         self.n = len(split)
+        # evaluation under distribution: this process's rows; training shards each global batch instead
+        self._rows = np.arange(rank, self.n, world_size) if world_size > 1 and not shuffle else np.arange(self.n)
         self.tensors = self._to_tensors(split)
         if keep_on_device:
             self.tensors = {k: v.to(self.device) for k, v in self.tensors.items()}
@@ -93,21 +107,49 @@ class BatchLoader:
         self.epoch = epoch
 
     def order(self, epoch: int) -> np.ndarray:
-        """(N,) row order for ``epoch``: a permutation seeded by ``(seed, epoch)`` or ``arange``."""
+        """(N,) row order for ``epoch``: a permutation seeded by ``(seed, epoch)`` or ``arange``
+        (this process's rows, in order, for distributed evaluation)."""
         if not self.shuffle:
-            return np.arange(self.n)
+            return self._rows
         return np.random.default_rng([self.seed, epoch]).permutation(self.n)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        n = len(self._rows)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def global_batch_size(self, b: int) -> int:
+        """Rows of batch ``b`` over all processes (training) or of this process (evaluation)."""
+        return min(self.batch_size, len(self._rows) - b * self.batch_size)
+
+    def shard_weight(self, b: int) -> float:
+        """Loss factor of this process's share of training batch ``b``: ``W * n_rank / n_global``, so that
+        DDP's average of the processes' gradients is the gradient of the global batch mean (0 for the
+        placeholder row of an empty share; exactly 1 when single-process)."""
+        if self.world_size == 1 or not self.shuffle:
+            return 1.0
+        n_global = self.global_batch_size(b)
+        start, stop = shard_bounds(n_global, self.world_size, self.rank)
+        return self.world_size * (stop - start) / n_global
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         order = torch.from_numpy(self.order(self.epoch))
         self.epoch += 1
         first_device = next(iter(self.tensors.values())).device
+        shard = self.world_size > 1 and self.shuffle
         for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size].to(first_device)  # (B,)
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]  # (B_global,)
+            if shard:
+                start, stop = shard_bounds(len(idx), self.world_size, self.rank)
+                idx = idx[start:stop] if stop > start else idx[:1]  # (B_rank,); empty share: weight-0 row
+            idx = idx.to(first_device)
             batch = {k: v.index_select(0, idx) for k, v in self.tensors.items()}
             if not self._on_device:
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             yield batch
+
+
+def shard_bounds(n: int, world_size: int, rank: int) -> tuple[int, int]:
+    """``[start, stop)`` of ``rank``'s contiguous share of ``n`` rows (the first ``n % W`` get one more)."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)

@@ -308,6 +308,9 @@ class SelfMM(MERModel):
     """Self-MM; see the module docstring. Build it with ``create_model("self_mm", spec, **cfg)``."""
 
     name = "self_mm"
+    supports_distributed = False
+    distributed_reason = ("its ULGM keeps per-sample label memories that each process would update for its own "
+                          "share of the batch only; train it with one process")
 
     def __init__(self, spec: DatasetSpec, config: SelfMMConfig) -> None:
         if getattr(spec, "task", "regression") != "regression":

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from emodistill.data.loader import BatchLoader
 from emodistill.train.config import TrainConfig
+from emodistill.train.distributed import DistContext, all_sum, gather_objects, unwrap
 
 _IMPROVEMENT = 1e-6  # official: best <- val if val <= best - 1e-6
 
@@ -88,13 +89,20 @@ def train_one_epoch(
     *,
     progress: bool = True,
     desc: str = "train",
+    ctx: DistContext | None = None,
 ) -> dict[str, float]:
     """One pass over the training split with windowed gradient accumulation.
 
+    ``model`` may be wrapped in DistributedDataParallel (``ctx`` then describes the processes): each
+    process's loss is scaled by ``loader.shard_weight(i)`` so that the all-reduced gradient is that of
+    the global batch mean, and clipping acts on the synchronised running sum, as single-process.
+
     Returns:
-        Sample-weighted means of every loss term the model reports, plus ``"steps"``.
+        Sample-weighted means of every loss term the model reports (over all processes), plus ``"steps"``.
     """
+    ctx = ctx or DistContext()
     model.train()
+    net = unwrap(model)
     params = [p for p in model.parameters() if p.requires_grad]
     n_use = usable_batches(len(loader), cfg)
     sums: dict[str, Tensor] = {}
@@ -106,14 +114,15 @@ def train_one_epoch(
         if i % cfg.update_every == 0:
             optimizer.zero_grad(set_to_none=True)
         out = model(batch)
-        losses = model.compute_losses(out, batch["labels"])
-        losses["loss"].backward()
+        losses = net.compute_losses(out, batch["labels"])
+        weight = loader.shard_weight(i) if ctx.enabled else 1.0
+        (losses["loss"] * weight if ctx.enabled else losses["loss"]).backward()
         if cfg.grad_clip_value is not None:
             nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
         if (i + 1) % cfg.update_every == 0 or i == n_use - 1:
             optimizer.step()
             steps += 1
-        b = batch["labels"].shape[0]
+        b = batch["labels"].shape[0] if weight > 0 else 0  # 0: the placeholder row of an empty share
         n_samples += b
         for k, v in losses.items():
             v = v.detach() * b
@@ -127,6 +136,10 @@ def train_one_epoch(
             f"no optimiser step this epoch: {len(loader)} training batches < train.update_every="
             f"{cfg.update_every} with trailing_window='discard'; lower update_every or use 'step'"
         )
+    if ctx.enabled:
+        totals = all_sum({**sums, "_n": torch.tensor(float(n_samples))}, ctx)
+        n_samples = float(totals.pop("_n"))
+        sums = totals
     result = {k: (v / n_samples).item() for k, v in sums.items()}
     result["steps"] = steps
     return result
@@ -172,6 +185,8 @@ def predict(model: nn.Module, loader: BatchLoader, *, edges: bool = False) -> Pr
         preds.append(scores.reshape(-1).float().cpu())
         labels.append(batch["labels"].reshape(-1).float().cpu())
         index.append(batch["index"].reshape(-1).cpu())
+    if not preds:  # a process's share of a split smaller than the number of processes
+        preds, labels, index = [torch.zeros(0)], [torch.zeros(0)], [torch.zeros(0, dtype=torch.int64)]
     order = torch.cat(index).argsort()
     n = len(order)
     return Predictions(
@@ -180,6 +195,27 @@ def predict(model: nn.Module, loader: BatchLoader, *, edges: bool = False) -> Pr
         index=torch.cat(index)[order].numpy(),
         task=getattr(getattr(model, "spec", None), "task", "regression"),
         edges={k.split("/", 1)[1]: (v / n).tolist() for k, v in edge_sums.items()},
+    )
+
+
+def gather_predictions(pred: Predictions, ctx: DistContext) -> Predictions:
+    """The whole split's predictions from every process's share (in split order), on every process."""
+    if not ctx.enabled:
+        return pred
+    parts = gather_objects(pred, ctx)
+    index = np.concatenate([p.index for p in parts])
+    order = np.argsort(index, kind="stable")
+    edges = {}
+    for k in sorted(set().union(*(p.edges for p in parts))):  # split means from per-process means
+        having = [p for p in parts if k in p.edges]
+        total = sum(np.asarray(p.edges[k]) * len(p.index) for p in having)
+        edges[k] = (total / sum(len(p.index) for p in having)).tolist()
+    return Predictions(
+        prediction=np.concatenate([p.prediction for p in parts])[order],
+        label=np.concatenate([p.label for p in parts])[order],
+        index=index[order],
+        task=pred.task,
+        edges=edges,
     )
 
 

@@ -35,10 +35,12 @@ from emodistill.data.loader import BatchLoader
 from emodistill.models import create_model
 from emodistill.train.checkpoint import atomic_write, build_checkpoint, read_checkpoint, save_checkpoint
 from emodistill.train.config import RunConfig, dump_yaml
+from emodistill.train.distributed import DistContext, gather_objects, init_from_env, on_main, process_device, wrap_model
 from emodistill.train.loop import (
     EarlyStopping,
     EpochCallback,
     Predictions,
+    gather_predictions,
     make_optimizer,
     make_scheduler,
     predict,
@@ -131,28 +133,25 @@ def fit(
         evaluate_test: evaluate the selected checkpoint on the test split. ``False`` (search trials) leaves
             the test split untouched: ``results["test"]`` is None and no ``test_predictions.csv`` is written.
 
+    Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1), every process calls ``fit`` with the same
+    arguments; the process group is joined here if the caller has not (see :mod:`.distributed` for the
+    batch semantics). Only rank 0 reads and writes ``run_dir``; every process returns the results.
+
     Returns:
         The content of ``results.json``.
     """
     run_dir = Path(run_dir)
-    resume_requested = resume
     tcfg = cfg.train
+    ctx = init_from_env(tcfg.device)
     resolved = cfg.to_dict()
     resolved["seed"] = tcfg.seed
     resolved["spec"] = data.spec.to_dict()
-    last_path = run_dir / "last.ckpt"
-    resume = resume and last_path.is_file()  # interrupted before the first epoch ended: start afresh
-    if resume:
-        state_ckpt = read_checkpoint(last_path)
-        _check_same_config(state_ckpt, resolved, last_path)
-        if (run_dir / "results.json").is_file():  # written last: the run had finished
-            log(f"{run_dir}: run already finished; results.json is up to date")
-            return json.loads((run_dir / "results.json").read_text())
-    elif run_dir.exists() and any(p.name not in _RUN_FILES for p in run_dir.iterdir()) and not resume_requested:
-        raise FileExistsError(f"{run_dir}: run directory is not empty (use --resume to continue it)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    state_ckpt, finished = on_main(lambda: _open_run_dir(run_dir, resume, resolved), ctx)
+    if finished is not None:
+        return finished
+    resume = state_ckpt is not None
 
-    device = resolve_device(tcfg.device)
+    device = process_device(ctx, resolve_device(tcfg.device))
     if tcfg.num_threads:
         torch.set_num_threads(tcfg.num_threads)
     seed_everything(tcfg.seed, tcfg.deterministic)
@@ -161,9 +160,16 @@ def fit(
     resolved["model"] = {"name": cfg.model, **model_config}
     resolved["environment"] = environment()
     resolved["data_provenance"] = data_provenance(data, cfg.data.source)
+    if ctx.enabled:
+        resolved["distributed"] = {"world_size": ctx.world_size, "backend": torch.distributed.get_backend()}
+        torch.manual_seed(tcfg.seed + _RANK_SEED_STRIDE * ctx.rank)  # own dropout stream per process
 
-    train_loader = BatchLoader(data.splits["train"], tcfg.batch_size, shuffle=True, seed=tcfg.seed, device=device)
-    valid_loader = BatchLoader(data.splits["valid"], tcfg.eval_batch_size, shuffle=False, device=device)
+    shard = {"rank": ctx.rank, "world_size": ctx.world_size}
+    train_loader = BatchLoader(data.splits["train"], tcfg.batch_size, shuffle=True, seed=tcfg.seed, device=device,
+                               **shard)
+    probe = next(iter(train_loader)) if ctx.enabled else None
+    trained = wrap_model(model, ctx, device, probe)  # DDP wrapper, or the model itself
+    valid_loader = BatchLoader(data.splits["valid"], tcfg.eval_batch_size, shuffle=False, device=device, **shard)
     optimizer = make_optimizer(model, tcfg)
     scheduler = make_scheduler(optimizer, tcfg)
     stopper = EarlyStopping(tcfg.early_stop)
@@ -179,13 +185,13 @@ def fit(
         stopper = EarlyStopping(tcfg.early_stop, st["best"], st["best_epoch"])
         history = list(st["history"])
         start_epoch = st["epoch"] + 1
-        torch.set_rng_state(st["rng_cpu"])
-        if device.type == "cuda" and st.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state_all(st["rng_cuda"])
-        log(f"resuming {run_dir} after epoch {st['epoch']} (best epoch {st['best_epoch']})")
-    else:
+        _restore_rng(st, ctx, device)
+        if ctx.is_main:
+            log(f"resuming {run_dir} after epoch {st['epoch']} (best epoch {st['best_epoch']})")
+    elif ctx.is_main:
         write_text(run_dir / "config.yaml", dump_yaml(resolved))
-    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    if ctx.is_main:
+        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
     family = data.spec.metric_family
     ckpt_meta = dict(
@@ -202,9 +208,10 @@ def fit(
         train_loader.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         train_stats, t_train = timed(
-            train_one_epoch, model, train_loader, optimizer, tcfg, progress=not quiet, desc=f"epoch {epoch}"
+            train_one_epoch, trained, train_loader, optimizer, tcfg, progress=not quiet and ctx.is_main,
+            desc=f"epoch {epoch}", ctx=ctx,
         )
-        val_pred, t_eval = timed(predict, model, valid_loader, edges=True)
+        val_pred, t_eval = timed(lambda: gather_predictions(predict(model, valid_loader, edges=True), ctx))
         val_loss = val_pred.loss
         edges = val_pred.edges  # {"homo": [6], "hetero": [6]} for DMD-like models
         val_metrics = compute_metrics(val_pred.prediction, val_pred.label, family)
@@ -223,9 +230,14 @@ def fit(
             "time_eval_s": round(t_eval, 3),
         }
         history.append(record)
-        if improved:
+        if improved and ctx.is_main:
             best_ckpt = build_checkpoint(model, cfg.model, data.spec, model_config, **ckpt_meta)
             save_checkpoint(run_dir / "best.ckpt", best_ckpt)
+        rng = _rng_states(ctx, device)  # a collective: every process takes part
+        if not ctx.is_main:
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, record)
+            continue
         training_state = {
             "epoch": epoch,
             "best": stopper.best,
@@ -233,8 +245,7 @@ def fit(
             "history": history,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+            **rng,
         }
         last = build_checkpoint(model, cfg.model, data.spec, model_config, training_state=training_state, **ckpt_meta)
         save_checkpoint(run_dir / "last.ckpt", last)
@@ -265,14 +276,66 @@ def fit(
         "run_dir": str(run_dir),
     }
     if evaluate_test:  # once, on the checkpoint selected on the validation split
-        best = read_checkpoint(run_dir / "best.ckpt")
-        model.load_state_dict(best["state_dict"])
-        test_loader = BatchLoader(data.splits["test"], tcfg.eval_batch_size, shuffle=False, device=device)
-        test_pred = predict(model, test_loader)
+        model.load_state_dict(on_main(lambda: read_checkpoint(run_dir / "best.ckpt")["state_dict"], ctx))
+        test_loader = BatchLoader(data.splits["test"], tcfg.eval_batch_size, shuffle=False, device=device, **shard)
+        test_pred = gather_predictions(predict(model, test_loader), ctx)
         results["test"] = {"loss": test_pred.loss, **compute_metrics(test_pred.prediction, test_pred.label, family)}
-        write_text(run_dir / "test_predictions.csv", predictions_csv(test_pred, data.splits["test"].ids))
-    write_json(run_dir / "results.json", results)
+        if ctx.is_main:
+            write_text(run_dir / "test_predictions.csv", predictions_csv(test_pred, data.splits["test"].ids))
+    if ctx.is_main:
+        write_json(run_dir / "results.json", results)
     return results
+
+
+_RANK_SEED_STRIDE = 1_000_003  # seeds of the processes' dropout streams: seed + stride * rank
+
+
+def _open_run_dir(run_dir: Path, resume: bool, resolved: dict) -> tuple[dict | None, dict | None]:
+    """Check ``run_dir`` and create it (rank 0). Returns ``(last checkpoint to resume from or None,
+    results of an already finished run or None)``."""
+    last_path = run_dir / "last.ckpt"
+    if resume and last_path.is_file():  # interrupted before the first epoch ended: start afresh
+        state_ckpt = read_checkpoint(last_path)
+        _check_same_config(state_ckpt, resolved, last_path)
+        if (run_dir / "results.json").is_file():  # written last: the run had finished
+            log(f"{run_dir}: run already finished; results.json is up to date")
+            return None, json.loads((run_dir / "results.json").read_text())
+        return state_ckpt, None
+    if run_dir.exists() and any(p.name not in _RUN_FILES for p in run_dir.iterdir()) and not resume:
+        raise FileExistsError(f"{run_dir}: run directory is not empty (use --resume to continue it)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None, None
+
+
+def _rng_states(ctx: DistContext, device: torch.device) -> dict[str, Any]:
+    """RNG states for ``last.ckpt``: rank 0's as ``rng_cpu``/``rng_cuda``, every process's when distributed."""
+    cuda = device.type == "cuda"
+    states = {"rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state_all() if cuda else None}
+    if ctx.enabled:
+        mine = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None)
+        ranks = gather_objects(mine, ctx)
+        states["rng_ranks"] = {"cpu": [r[0] for r in ranks], "cuda": [r[1] for r in ranks]}
+    return states
+
+
+def _restore_rng(st: dict, ctx: DistContext, device: torch.device) -> None:
+    """Put back the RNG states of the interrupted run (this process's own when distributed)."""
+    ranks = st.get("rng_ranks")
+    if ctx.enabled and ranks is not None and len(ranks["cpu"]) == ctx.world_size:
+        torch.set_rng_state(ranks["cpu"][ctx.rank])
+        if device.type == "cuda" and ranks["cuda"][ctx.rank] is not None:
+            torch.cuda.set_rng_state(ranks["cuda"][ctx.rank], device)
+        return
+    if ctx.enabled or ranks is not None:
+        saved = len(ranks["cpu"]) if ranks is not None else 1
+        if ctx.is_main:
+            log(f"warning: resuming a run of {saved} process(es) with {ctx.world_size}: dropout streams and "
+                "batch shares differ from the interrupted run, so the result will not be bit-identical")
+        torch.manual_seed(int(st["epoch"]) * _RANK_SEED_STRIDE + ctx.rank)
+        return
+    torch.set_rng_state(st["rng_cpu"])
+    if device.type == "cuda" and st.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state_all(st["rng_cuda"])
 
 
 def _check_same_config(ckpt: dict, resolved: dict, path: Path) -> None:
@@ -298,15 +361,19 @@ def fit_seeds(
 ) -> dict[str, Any]:
     """Run ``fit`` once per seed under ``run_root/seed-S`` and write mean ± sample std over seeds."""
     run_root = Path(run_root)
+    ctx = init_from_env(cfg.train.device)
     per_seed = []
     for seed in seeds:
         cfg.train.seed = seed
         seed_dir = run_root / f"seed-{seed}"
-        log(f"--- seed {seed} -> {seed_dir}")
+        if ctx.is_main:
+            log(f"--- seed {seed} -> {seed_dir}")
         res = fit(cfg, data, seed_dir, resume=resume, quiet=quiet)
         per_seed.append(res)
     summary = summarize([r["test"] for r in per_seed])
     out = {"model": cfg.model, "seeds": seeds, "test": summary, "runs": [r["run_dir"] for r in per_seed]}
+    if not ctx.is_main:
+        return out
     write_json(run_root / "summary.json", out)
     write_text(run_root / "summary.csv", summary_csv(summary))
     write_text(run_root / "summary.md", summary_markdown(summary, seeds))
