@@ -167,3 +167,28 @@ def test_only_rank_zero_writes_and_errors_reach_every_process(tiny, tmp_path):
     assert proc.returncode != 0  # both processes stop (no hang waiting for rank 0)
     assert proc.stderr.count("run directory is not empty") == 2
     assert sorted(p.name for p in run_dir.iterdir()) == ["old.txt"]
+
+
+def test_two_nodes_by_rendezvous_match_one_process(tiny, tmp_path):
+    """Two torchrun launchers as two 'machines' (1 process each) meeting at a c10d rendezvous on loopback."""
+    import socket
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"model": {"name": "mult", "d_model": 8, "num_heads": 2, "nlevels": 1,
+                                                **NO_DROPOUT}, "train": TRAIN}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    train = ["-m", "emodistill", "train", "--config", str(recipe), "--data", str(tiny), "--quiet"]
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                               "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=test",
+                               *train, "--run-dir", str(tmp_path / "nodes")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [n.communicate(timeout=300) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    single = _train(*train[3:], "--run-dir", str(tmp_path / "one"), nproc=1)
+    assert single.returncode == 0, single.stderr[-2000:]
+    for a, b in zip(_epochs(tmp_path / "one"), _epochs(tmp_path / "nodes"), strict=True):
+        assert b["valid/loss"] == pytest.approx(a["valid/loss"], abs=TOL)
+    assert sum("run directory:" in o[0] for o in outs) == 1  # one node holds rank 0 and reports
