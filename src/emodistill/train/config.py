@@ -6,6 +6,9 @@ A recipe is a YAML file with up to three sections::
     train: {lr: 1.0e-4, ...}            # fields of TrainConfig
     data:  {source: synth, ...}         # fields of DataConfig
 
+plus an optional ``search:`` section, the hyper-parameter ranges of ``emodistill tune``
+(:mod:`emodistill.train.search_space`); training ignores it.
+
 Values given on the command line as ``--train.lr 3e-4`` or ``--model.d 30`` override the recipe, and the
 fully resolved result is written to ``config.yaml`` in the run directory.
 """
@@ -119,9 +122,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], origin: str = "config") -> RunConfig:
-        unknown = set(d) - {"model", "train", "data"}
+        unknown = set(d) - {"model", "train", "data", "search"}  # search: read by `emodistill tune` only
         if unknown:
-            raise ValueError(f"{origin}: unknown section(s) {sorted(unknown)}; expected model, train, data")
+            raise ValueError(f"{origin}: unknown section(s) {sorted(unknown)}; expected model, train, data, search")
         model = dict(d.get("model") or {})
         name = model.pop("name", "dmd")
         return cls(
