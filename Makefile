@@ -29,7 +29,10 @@ setup: $(VENV)/.installed
 demo: $(VENV)/.core
 	$(BIN)/emodistill train --config dmd_synth_demo --quiet
 
+# scripts/test-postgres.sh: Debian's PostgreSQL server binaries for the shared-study tests of `emodistill tune`
+# (installed when root with apt-get; otherwise those tests are skipped, or fail with EMODISTILL_REQUIRE_POSTGRES=1)
 test: setup
+	scripts/test-postgres.sh
 	$(BIN)/python -m pytest -q
 
 lint: setup

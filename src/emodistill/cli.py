@@ -19,6 +19,7 @@ emodistill: multimodal emotion recognition with decoupled multimodal distillatio
   emodistill data synth -o synth.pkl                   write the synthetic data set as an MMSA pickle
   emodistill ablate --config dmd_synth_demo --seeds 1111 1112 1113   DMD/DHMD ablation table
   emodistill compare --models dmd,mult,self_mm --data synth --seeds 5   baselines over seeds, one table
+  emodistill tune --model mult --data FILE.pkl --trials 50 [--storage postgresql://...]   Optuna search
   emodistill report runs/X                             HTML interpretability report of a run (-o DIR)
   emodistill models | recipes                          list registered models / shipped recipes
   emodistill import-official dmd.pth --dataset mosi --setting aligned -o model.ckpt
@@ -190,6 +191,36 @@ def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace, extra: list[str]) -> int:
+    from emodistill.train.config import load_recipe
+    from emodistill.train.search_space import parse_search_space
+    from emodistill.train.tune import TuneOptions, default_recipe, require_optuna, run_tune
+
+    require_optuna()
+    overrides = _parse_overrides(extra)
+    if not args.config and not args.model:
+        raise SystemExit("emodistill tune: give --model NAME (its shipped recipe) or --config RECIPE")
+    cfg = _config_from_args(args, overrides)
+    data = _load_data(cfg)
+    if not args.config:  # the model's shipped recipe for this data: its model/train/search sections
+        args.config = default_recipe(args.model, data.spec)
+        print(f"recipe: {args.config}")
+        cfg = _config_from_args(args, [("data.dataset", cfg.data.dataset), *overrides])
+    space = parse_search_space(load_recipe(args.config).get("search"), str(args.config))
+    study = args.study or f"{cfg.model}-{Path(cfg.data.source).stem}"
+    root = Path(args.run_dir or Path("runs") / f"tune-{study.replace('/', '-')}")
+    seeds = [] if args.no_final or args.final_seeds == [0] else args.final_seeds
+    opts = TuneOptions(trials=args.trials, study=study, final_seeds=seeds, quiet=args.quiet,
+                       storage=args.storage or f"sqlite:///{(root / 'study.db').resolve()}",
+                       pruner_warmup=args.pruner_warmup, startup_trials=args.startup_trials, heartbeat=args.heartbeat)
+    out = run_tune(cfg, space, data, root, opts, origin=str(args.config))
+    print((root / "tune.md").read_text())
+    final = ", final/" if (root / "final" / "summary.json").is_file() else ""
+    print(f"tune directory: {root} (tune.md, trials.csv, best.yaml, history.png, importance.png{final}); "
+          f"this worker ran {out['ran']} trial(s)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from emodistill.report import cmd_report as write
 
@@ -343,6 +374,32 @@ def build_parser() -> argparse.ArgumentParser:
                     "--perturb`) and robustness.md / robustness_areas.png comparing the models")
     cp.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
 
+    tu = sub.add_parser("tune", help="Optuna hyper-parameter search on the validation split; final test over seeds",
+                        description="Search the recipe's 'search' section with Optuna (TPE, median pruning on each "
+                        "epoch's validation loss); trials never read the test split. Then the best configuration "
+                        "is trained over the final seeds and tested once per seed. Start the same command on "
+                        "several machines with one --storage postgresql://USER:PW@HOST/DB to share the study. "
+                        "Overrides as in `train` (--train.NAME VALUE, --model.NAME VALUE) change the base config.")
+    tu.add_argument("--model", help="registered model; without --config its shipped recipe for the data is used")
+    tu.add_argument("--config", help="recipe with a 'search' section (YAML path or shipped name)")
+    tu.add_argument("--data", help="'synth', 'synth-unaligned', an MMSA .pkl or a UR-FUNNY/MUStARD directory")
+    tu.add_argument("--trials", type=int, required=True, help="finished trials of the study, across all workers")
+    tu.add_argument("--storage", help="SQLAlchemy URL (default sqlite:///RUN_DIR/study.db); postgresql://... "
+                    "(needs emodistill[postgres]) to share a study between machines")
+    tu.add_argument("--study", help="study name (default <model>-<data file stem>)")
+    tu.add_argument("--epochs", type=int, help="maximum epochs of each trial (train.max_epochs)")
+    tu.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps (train.device)")
+    tu.add_argument("--final-seeds", type=int, nargs="+", default=[1111, 1112, 1113, 1114, 1115],
+                    help="seeds of the final stage (default 1111-1115; 0: none)")
+    tu.add_argument("--no-final", action="store_true", help="skip the final stage (a later run can do it)")
+    tu.add_argument("--run-dir", help="this worker's output directory (default runs/tune-<study>)")
+    tu.add_argument("--pruner-warmup", type=int, default=2, help="epochs before a trial may be pruned (default 2)")
+    tu.add_argument("--startup-trials", type=int, default=5,
+                    help="random trials before TPE, and finished trials before pruning (default 5)")
+    tu.add_argument("--heartbeat", type=int, default=60, help="seconds between heartbeats of a running trial; one "
+                    "silent for 3 heartbeats is failed and re-queued (default 60)")
+    tu.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
+
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on one split")
     e.add_argument("checkpoint")
     e.add_argument("--data", required=True,
@@ -412,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS; set before CUDA init
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.cmd not in ("train", "ablate", "compare"):
+    if extra and args.cmd not in ("train", "ablate", "compare", "tune"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     try:
         if args.cmd == "train":
@@ -421,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ablate(args, extra)
         if args.cmd == "compare":
             return cmd_compare(args, extra)
+        if args.cmd == "tune":
+            return cmd_tune(args, extra)
         handler = {
             "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
             "recipes": cmd_recipes, "import-official": cmd_import_official, "report": cmd_report,
