@@ -88,45 +88,56 @@ def _load_data(cfg):
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    import yaml
-
-    from emodistill.train.config import RunConfig, dump_yaml
-    from emodistill.train.run import fit, fit_seeds, metrics_table, write_text
+    from emodistill.train.distributed import init_from_env, on_main
+    from emodistill.train.run import fit, fit_seeds, metrics_table
 
     overrides = _parse_overrides(extra)
-    if args.resume:
-        root = Path(args.resume)
-        run_file = root / "run.yaml"
-        if not run_file.is_file():
-            raise SystemExit(f"--resume: {run_file} not found; is {root} an emodistill run directory?")
-        saved = yaml.safe_load(run_file.read_text())
-        cfg = RunConfig.from_dict(saved["config"], origin=str(run_file))
-        seeds = saved.get("seeds")
-        if overrides or args.config or args.model or args.data:
-            raise SystemExit("--resume takes the run's own configuration; drop the other options")
-    else:
-        cfg = _config_from_args(args, overrides)
-        seeds = args.seeds
-        name = f"{cfg.model}-{Path(cfg.data.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        root = Path(args.run_dir) if args.run_dir else Path("runs") / name
-        if root.exists() and any(root.iterdir()):
-            raise SystemExit(f"{root}: run directory is not empty (use --resume {root} to continue it)")
-        root.mkdir(parents=True, exist_ok=True)
-        write_text(root / "run.yaml", dump_yaml({"config": cfg.to_dict(), "seeds": seeds}))
+    if args.resume and (overrides or args.config or args.model or args.data):
+        raise SystemExit("--resume takes the run's own configuration; drop the other options")
+    cfg = None if args.resume else _config_from_args(args, overrides)
+    # under torchrun every process runs this; rank 0 alone names, checks and creates the directory
+    ctx = init_from_env(args.device or (cfg.train.device if cfg else "auto"))
+    cfg, seeds, root = on_main(lambda: _open_train_dir(args, cfg), ctx)
 
     data = _load_data(cfg)
     if seeds and len(seeds) > 1:
         fit_seeds(cfg, data, root, seeds, resume=bool(args.resume), quiet=args.quiet)
-        print((root / "summary.md").read_text())
+        if ctx.is_main:
+            print((root / "summary.md").read_text())
     else:
         if seeds:
             cfg.train.seed = seeds[0]
         results = fit(cfg, data, root, resume=bool(args.resume), quiet=args.quiet)
-        print(f"Test metrics ({cfg.model}, seed {results['seed']}, best epoch {results['best_epoch']}"
-              f" of {results['epochs_run']}):")
-        print(metrics_table(results["test"]))
-    print(f"run directory: {root}")
+        if ctx.is_main:
+            print(f"Test metrics ({cfg.model}, seed {results['seed']}, best epoch {results['best_epoch']}"
+                  f" of {results['epochs_run']}):")
+            print(metrics_table(results["test"]))
+    if ctx.is_main:
+        print(f"run directory: {root}")
     return 0
+
+
+def _open_train_dir(args: argparse.Namespace, cfg):
+    """``(config, seeds, run root)``: a new, empty directory with ``run.yaml``, or ``--resume``'s."""
+    import yaml
+
+    from emodistill.train.config import RunConfig, dump_yaml
+    from emodistill.train.run import write_text
+
+    if args.resume:
+        root = Path(args.resume)
+        run_file = root / "run.yaml"
+        if not run_file.is_file():
+            raise FileNotFoundError(f"--resume: {run_file} not found; is {root} an emodistill run directory?")
+        saved = yaml.safe_load(run_file.read_text())
+        return RunConfig.from_dict(saved["config"], origin=str(run_file)), saved.get("seeds"), root
+    name = f"{cfg.model}-{Path(cfg.data.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = Path(args.run_dir) if args.run_dir else Path("runs") / name
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root}: run directory is not empty (use --resume {root} to continue it)")
+    root.mkdir(parents=True, exist_ok=True)
+    write_text(root / "run.yaml", dump_yaml({"config": cfg.to_dict(), "seeds": args.seeds}))
+    return cfg, args.seeds, root
 
 
 def cmd_ablate(args: argparse.Namespace, extra: list[str]) -> int:
@@ -324,7 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model; writes a run directory",
                        description="Train a registered model. Options not listed here override recipe "
                        "values as --train.NAME VALUE, --model.NAME VALUE or --data.NAME VALUE "
-                       "(e.g. --train.lr 3e-4 --model.ort_semantics per_sample).")
+                       "(e.g. --train.lr 3e-4 --model.ort_semantics per_sample). Distributed data-parallel: "
+                       "`torchrun --nproc_per_node N -m emodistill train ...` (NCCL on GPUs, one per process; "
+                       "gloo on CPU; multi-node with torchrun's --nnodes/--rdzv_endpoint): train.batch_size stays "
+                       "the global batch, and only rank 0 writes the run directory.")
     t.add_argument("--model", help="registered model name (see `emodistill models`); default dmd")
     t.add_argument("--data", help="'synth', 'synth-unaligned', an MMSA .pkl path or a UR-FUNNY/MUStARD "
                    "directory (reader options: --data.options '{split: fold, fold: 3}'); default synth")
@@ -471,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.cmd not in ("train", "ablate", "compare", "tune"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    if args.cmd != "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        parser.error(f"`{args.cmd}` runs in one process; under torchrun only `train` is distributed")
     try:
         if args.cmd == "train":
             return cmd_train(args, extra)
