@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -284,7 +285,36 @@ def test_an_over_budget_trial_is_refused_without_running(tiny, tmp_path, monkeyp
     assert tune.search(study, base, space, load_dataset(str(pkl)), tmp_path / "run", opts) == 0
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
-    assert trials[2].user_attrs == {"over_budget": True} and not (tmp_path / "run").exists()
+    assert trials[2].user_attrs["over_budget"] is True and "run_dir" not in trials[2].user_attrs
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks the dead trial itself
+def test_a_trial_orphaned_before_its_first_heartbeat_is_failed_not_waited_for(tiny, tmp_path):
+    """A worker killed between ask() and its first heartbeat leaves a RUNNING trial that Optuna never ages;
+    a live worker fails it after the grace period (it has no parameters, so nothing is lost) and the budget
+    is still met."""
+    from emodistill.data import load_dataset
+    from emodistill.train import tune
+
+    recipe, pkl = tiny
+    opts = tune.TuneOptions(trials=2, study="orphan", storage=f"sqlite:///{tmp_path / 's.db'}", final_seeds=[],
+                            quiet=True, heartbeat=1, poll=0.2)
+    study = tune.open_study(opts)
+    orphan = study.ask()  # the dead worker's trial: RUNNING, no heartbeat, no worker attribute
+    recipe_d = yaml.safe_load(RECIPE)
+    base = RunConfig.from_dict({**recipe_d, "train": {**recipe_d["train"], "max_epochs": 1}}).to_dict()
+    space = parse_search_space(recipe_d["search"], "r")
+    data, ran = load_dataset(str(pkl)), []
+    worker = threading.Thread(target=lambda: ran.append(tune.search(study, base, space, data, tmp_path / "run", opts)),
+                              daemon=True)  # a regression would wait forever: fail instead of hanging the suite
+    worker.start()
+    worker.join(timeout=90)
+    assert not worker.is_alive(), "the worker is still waiting for the orphaned trial"
+    assert ran == [2]
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[orphan.number] == "FAIL"
+    assert sorted(v for k, v in states.items() if k != orphan.number) == ["COMPLETE", "COMPLETE"]
 
 
 def test_model_recipe_no_final_then_final_after_a_dead_claimant(tmp_path, mmsa_writer, capsys):

@@ -189,6 +189,39 @@ def trial_counts(study) -> dict[str, int]:
     return counts
 
 
+def fail_orphans(study, grace_s: float, seen: dict[int, float]) -> list[int]:
+    """Fail RUNNING trials whose worker died between ``ask()`` and its first heartbeat.
+
+    Optuna only ages trials that have a heartbeat, so such a trial would stay RUNNING forever and the other
+    workers would wait for it. A trial gets its ``worker`` attribute right after its heartbeat thread has
+    started; a RUNNING trial that this worker has seen without one for longer than ``grace_s`` (by its own
+    monotonic clock, so machines' clocks need not agree) is an orphan. It has sampled no parameters yet, so
+    failing it loses no work; the budget then lets another trial take its place.
+
+    Args:
+        seen: trial number -> when this worker first saw it without a ``worker`` (kept between calls).
+
+    Returns:
+        The numbers of the trials failed.
+    """
+    from optuna.trial import TrialState
+
+    now = time.monotonic()
+    bare = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if "worker" not in t.user_attrs}
+    for number in list(seen):
+        if number not in bare:
+            del seen[number]
+    orphans = []
+    for number in sorted(bare):
+        if now - seen.setdefault(number, now) > grace_s:
+            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            log(f"tune: trial {number} was taken by a worker that died before its first heartbeat; failed it")
+            orphans.append(number)
+            del seen[number]
+    return orphans
+
+
 def _rank(study, number: int) -> int:
     """Position of trial ``number`` among the study's non-failed trials, by number."""
     from optuna.trial import TrialState
@@ -231,9 +264,10 @@ def search(study, base: dict[str, Any], space: dict[str, Param], data: MMSAData,
     from optuna.trial import TrialState
 
     poll = opts.poll if opts.poll is not None else min(float(opts.heartbeat), 5.0)
-    ran, waiting_since = 0, None
+    ran, waiting_since, bare_since = 0, None, {}
     while True:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial -> FAIL + a WAITING copy
+        fail_orphans(study, 3 * opts.heartbeat, bare_since)
         c = trial_counts(study)
         finished, running, waiting = c.get("COMPLETE", 0) + c.get("PRUNED", 0), c.get("RUNNING", 0), c.get(
             "WAITING", 0)
@@ -251,6 +285,10 @@ def search(study, base: dict[str, Any], space: dict[str, Param], data: MMSAData,
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             trial = study.ask()
         with heartbeat(study._storage, trial._trial_id, opts.heartbeat):
+            try:
+                trial.set_user_attr("worker", worker_name())  # from here on the heartbeat speaks for the trial
+            except optuna.exceptions.UpdateFinishedTrialError:  # taken for an orphan: it has no params yet
+                continue
             if _rank(study, trial.number) >= opts.trials:  # another worker asked at the same moment
                 trial.set_user_attr("over_budget", True)
                 study.tell(trial, state=TrialState.FAIL)
