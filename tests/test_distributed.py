@@ -22,11 +22,11 @@ from conftest import write_mmsa_pickle
 from emodistill.data import load_dataset
 from emodistill.data.loader import BatchLoader, shard_bounds
 from emodistill.models import create_model
+from emodistill.models.dmd_config import DROPOUT_FIELDS
 from emodistill.train.distributed import DistContext, wrap_model
 
 TOL = 1e-5
-NO_DROPOUT = {k: 0.0 for k in ("text_dropout", "attn_dropout", "attn_dropout_a", "attn_dropout_v", "relu_dropout",
-                               "res_dropout", "embed_dropout", "output_dropout")}
+NO_DROPOUT = {k: 0.0 for k in DROPOUT_FIELDS}  # DMD's and MulT's eight rates
 TINY_DMD = {"name": "dmd", "d_model": 8, "num_heads": 2, "nlevels": 1, "kernel_l": 3, "kernel_a": 3, "kernel_v": 3,
             "gd_size_homo": 4, "gd_size_hetero": 4}
 # 37 training rows in batches of 7 (5 x 7 + 2): every batch is shared unevenly (4 + 3, then 1 + 1) between two

@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from emodistill.models.base import MERModel, ModelOutput
 from emodistill.models.registry import register_model
-from emodistill.models.subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder
+from emodistill.models.subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder, post_fusion_mlp
 from emodistill.spec import DatasetSpec
 
 
@@ -57,13 +57,7 @@ class LFDNN(MERModel):
         super().__init__(spec, config)
         self.encoders = UnimodalEncoders(spec, config)
         fused = config.text_out_dim + config.audio_hidden + config.vision_hidden
-        p = config.post_fusion_dim
-        self.post_fusion = nn.Sequential(
-            nn.Dropout(config.post_fusion_dropout),
-            nn.Linear(fused, p), nn.ReLU(),
-            nn.Linear(p, p), nn.ReLU(),
-            nn.Linear(p, 1),
-        )  # fmt: skip
+        self.post_fusion = post_fusion_mlp(fused, config.post_fusion_dim, config.post_fusion_dropout)
 
     def encode(self, batch: dict[str, Tensor]) -> Tensor:
         """Fused representation (B, text_out + audio_hidden + vision_hidden)."""

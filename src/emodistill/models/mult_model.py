@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.dmd_config import DROPOUT_FIELDS  # the same eight rates as DMD
 from emodistill.models.mult import GroupedMulTEncoder, fast_dropout
 from emodistill.models.registry import register_model
 from emodistill.models.text_encoder import build_text_encoder
@@ -43,10 +44,6 @@ SPEC_KEY = {"l": "text", "a": "audio", "v": "vision"}
 CROSS_PAIRS = (("l", "a"), ("l", "v"), ("a", "l"), ("a", "v"), ("v", "l"), ("v", "a"))
 """Crossmodal transformers as (target/query, source/key-value), grouped by target: members ``2i`` and
 ``2i + 1`` feed target ``MODS[i]``'s mem transformer (concatenated in this order, as MMSA)."""
-DROPOUT_FIELDS = (
-    "text_dropout", "attn_dropout", "attn_dropout_a", "attn_dropout_v",
-    "relu_dropout", "res_dropout", "embed_dropout", "output_dropout",
-)  # fmt: skip
 
 
 @dataclass

@@ -169,6 +169,17 @@ class UnimodalEncoders(nn.Module):
         return h_l, h_a, h_v
 
 
+def post_fusion_mlp(in_dim: int, width: int, dropout: float) -> nn.Sequential:
+    """MMSA's post-fusion head of LF-DNN and TFN: dropout on the fused vector (B, in_dim), two ReLU layers
+    of ``width``, then a linear score (B, 1)."""
+    return nn.Sequential(
+        nn.Dropout(dropout),
+        nn.Linear(in_dim, width), nn.ReLU(),
+        nn.Linear(width, width), nn.ReLU(),
+        nn.Linear(width, 1),
+    )  # fmt: skip
+
+
 def check_no_text_encoder(model: str, text_encoder: str | None) -> None:
     """These baselines read the file's precomputed text features, as MMSA's do; refuse a BERT path."""
     if text_encoder is not None:

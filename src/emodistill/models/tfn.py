@@ -24,11 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from emodistill.models.base import MERModel, ModelOutput
 from emodistill.models.registry import register_model
-from emodistill.models.subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder
+from emodistill.models.subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder, post_fusion_mlp
 from emodistill.spec import DatasetSpec
 
 
@@ -79,13 +79,7 @@ class TFN(MERModel):
         super().__init__(spec, config)
         self.encoders = UnimodalEncoders(spec, config)
         fused = (config.audio_hidden + 1) * (config.vision_hidden + 1) * (config.text_out_dim + 1)
-        p = config.post_fusion_dim
-        self.post_fusion = nn.Sequential(
-            nn.Dropout(config.post_fusion_dropout),
-            nn.Linear(fused, p), nn.ReLU(),
-            nn.Linear(p, p), nn.ReLU(),
-            nn.Linear(p, 1),
-        )  # fmt: skip
+        self.post_fusion = post_fusion_mlp(fused, config.post_fusion_dim, config.post_fusion_dropout)
         lo, hi = spec.label_range
         self.output_range, self.output_shift = float(hi - lo), float(lo)
 
