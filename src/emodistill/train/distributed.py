@@ -131,13 +131,12 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def all_sum(values: dict[str, torch.Tensor], ctx: DistContext) -> dict[str, torch.Tensor]:
-    """Element-wise sums over processes of same-keyed tensors (returned unchanged when single)."""
+    """Element-wise sums over processes of same-keyed scalar tensors, all on this process's training device
+    (which NCCL needs them on); returned unchanged when single."""
     if not ctx.enabled:
         return values
     keys = sorted(values)
-    flat = torch.stack([values[k].detach().double().reshape(()) for k in keys]).cpu()
-    if dist.get_backend() == "nccl":
-        flat = flat.cuda()
+    flat = torch.stack([values[k].detach().double().reshape(()) for k in keys])
     dist.all_reduce(flat)
     return {k: flat[i].cpu() for i, k in enumerate(keys)}
 

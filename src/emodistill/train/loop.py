@@ -137,7 +137,8 @@ def train_one_epoch(
             f"{cfg.update_every} with trailing_window='discard'; lower update_every or use 'step'"
         )
     if ctx.enabled:
-        totals = all_sum({**sums, "_n": torch.tensor(float(n_samples))}, ctx)
+        device = sums["loss"].device
+        totals = all_sum({**sums, "_n": torch.tensor(float(n_samples), device=device)}, ctx)
         n_samples = float(totals.pop("_n"))
         sums = totals
     result = {k: (v / n_samples).item() for k, v in sums.items()}

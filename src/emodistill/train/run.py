@@ -230,36 +230,34 @@ def fit(
             "time_eval_s": round(t_eval, 3),
         }
         history.append(record)
-        if improved and ctx.is_main:
-            best_ckpt = build_checkpoint(model, cfg.model, data.spec, model_config, **ckpt_meta)
-            save_checkpoint(run_dir / "best.ckpt", best_ckpt)
         rng = _rng_states(ctx, device)  # a collective: every process takes part
-        if not ctx.is_main:
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, record)
-            continue
-        training_state = {
-            "epoch": epoch,
-            "best": stopper.best,
-            "best_epoch": stopper.best_epoch,
-            "history": history,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            **rng,
-        }
-        last = build_checkpoint(model, cfg.model, data.spec, model_config, training_state=training_state, **ckpt_meta)
-        save_checkpoint(run_dir / "last.ckpt", last)
-        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        mark = "*" if improved else " "
-        if val_pred.task == "binary":
-            shown = f"valid BCE {val_loss:.4f}  Acc-2 {val_metrics.get('Acc_2', float('nan')):.4f}"
-        else:
-            shown = f"valid MAE {val_loss:.4f}  Acc-7 {val_metrics.get('Mult_acc_7', float('nan')):.4f}"
-        msg = (
-            f"epoch {epoch:3d}{mark} lr {lr:.2e}  train loss {train_stats['loss']:.4f}  {shown}  "
-            f"({t_train:.1f}s + {t_eval:.1f}s)"
-        )
-        log(msg)
+        if ctx.is_main:  # the run directory is rank 0's
+            if improved:
+                best_ckpt = build_checkpoint(model, cfg.model, data.spec, model_config, **ckpt_meta)
+                save_checkpoint(run_dir / "best.ckpt", best_ckpt)
+            training_state = {
+                "epoch": epoch,
+                "best": stopper.best,
+                "best_epoch": stopper.best_epoch,
+                "history": history,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                **rng,
+            }
+            last = build_checkpoint(model, cfg.model, data.spec, model_config, training_state=training_state,
+                                    **ckpt_meta)
+            save_checkpoint(run_dir / "last.ckpt", last)
+            write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            mark = "*" if improved else " "
+            if val_pred.task == "binary":
+                shown = f"valid BCE {val_loss:.4f}  Acc-2 {val_metrics.get('Acc_2', float('nan')):.4f}"
+            else:
+                shown = f"valid MAE {val_loss:.4f}  Acc-7 {val_metrics.get('Mult_acc_7', float('nan')):.4f}"
+            msg = (
+                f"epoch {epoch:3d}{mark} lr {lr:.2e}  train loss {train_stats['loss']:.4f}  {shown}  "
+                f"({t_train:.1f}s + {t_eval:.1f}s)"
+            )
+            log(msg)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
 
@@ -294,7 +292,7 @@ def _open_run_dir(run_dir: Path, resume: bool, resolved: dict) -> tuple[dict | N
     """Check ``run_dir`` and create it (rank 0). Returns ``(last checkpoint to resume from or None,
     results of an already finished run or None)``."""
     last_path = run_dir / "last.ckpt"
-    if resume and last_path.is_file():  # interrupted before the first epoch ended: start afresh
+    if resume and last_path.is_file():  # without last.ckpt the run stopped before its first epoch: start afresh
         state_ckpt = read_checkpoint(last_path)
         _check_same_config(state_ckpt, resolved, last_path)
         if (run_dir / "results.json").is_file():  # written last: the run had finished

@@ -62,10 +62,10 @@ def tune_markdown(study, space: dict[str, Param], final: dict[str, Any] | None) 
     """Search space, counts, best trial, top trials by validation loss, and the final stage's test table."""
     from optuna.trial import TrialState
 
+    from emodistill.train.tune import trial_counts
+
     trials = study.get_trials(deepcopy=False)
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    counts = trial_counts(study)
     lines = [f"# Study `{study.study_name}`", "",
              "Objective: best validation loss of a trial (test split untouched during the search).", "",
              "Trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), "",
