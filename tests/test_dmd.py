@@ -236,3 +236,31 @@ def test_no_hard_coded_cuda_in_model_sources():
     ):
         text = (SRC / name).read_text()
         assert not re.search(r"\.cuda\(", text), name
+
+
+def test_evaluation_pass_folds_each_encoder_family_once(monkeypatch):
+    """``loop.predict`` folds the transformers' LayerNorms once per pass, whatever the number of batches,
+    and gives the scores of per-batch ``predict`` calls (which fold every time)."""
+    from emodistill.models.mult import GroupedMulTEncoder
+    from emodistill.train.loop import predict
+
+    torch.manual_seed(0)
+    model = create_model("dmd", UNALIGNED_LIKE, **TINY).eval()
+    batches = []
+    for i in range(3):
+        b = make_batch(UNALIGNED_LIKE, 4, seed=i)
+        b["index"] = torch.arange(4 * i, 4 * i + 4)
+        batches.append(b)
+    want = torch.cat([model.predict(b) for b in batches])
+    calls = []
+    fold = GroupedMulTEncoder._fold
+    monkeypatch.setattr(GroupedMulTEncoder, "_fold", lambda enc, sel: calls.append(sel) or fold(enc, sel))
+    got = predict(model, batches)
+    assert torch.equal(torch.from_numpy(got.prediction).float(), want)
+    folds_per_pass = len(calls)
+    calls.clear()
+    model.predict(batches[0])  # outside a pass: one fold per member group of each family, for one batch
+    assert folds_per_pass == len(calls) >= 3
+    calls.clear()
+    predict(model, batches + batches)
+    assert len(calls) == folds_per_pass  # twice the batches, no more folding

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from emodistill.models.mult import (
     GroupedMulTEncoder,
     fast_dropout,
+    folded_weight_cache,
     future_mask,
     positional_embedding,
     sinusoidal_table,
@@ -218,6 +219,88 @@ def test_inference_sees_weights_edited_through_data():
         enc.fc1_weight.data.mul_(1.5)
         b = enc(x)
     assert not torch.allclose(a, b)
+
+
+class _FoldCounter:
+    """Counts :meth:`GroupedMulTEncoder._fold` calls (the LayerNorm folding the cache saves)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        fold = GroupedMulTEncoder._fold
+
+        def counted(enc, sel):
+            self.calls += 1
+            return fold(enc, sel)
+
+        monkeypatch.setattr(GroupedMulTEncoder, "_fold", counted)
+
+
+def test_folded_weight_cache_folds_once_and_changes_nothing(monkeypatch):
+    torch.manual_seed(4)
+    enc = GroupedMulTEncoder(2, 8, 2, 2, [0.0, 0.0]).eval()
+    _randomise(enc)
+    x, kv = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8)
+    with torch.no_grad():
+        plain = [enc(x, kv), enc(x[:, :1], kv[:, :1])]
+    counter = _FoldCounter(monkeypatch)
+    store: dict = {}
+    with torch.no_grad():
+        with folded_weight_cache(store):
+            cached = [enc(x, kv), enc(x[:, :1], kv[:, :1])]
+        with folded_weight_cache(store):  # a kept store carries the folded weights across blocks
+            again = enc(x, kv)
+    assert counter.calls == 1
+    for a, b in zip(plain + [plain[0]], cached + [again], strict=True):
+        assert torch.equal(a, b)  # the very same folded weights: bit-identical
+    with torch.no_grad():  # outside any block nothing is reused
+        enc(x, kv)
+    assert counter.calls == 2
+
+
+def test_folded_weight_cache_refolds_after_weight_updates(monkeypatch):
+    torch.manual_seed(6)
+    enc = GroupedMulTEncoder(2, 8, 2, 2, [0.0, 0.0]).eval()
+    other = GroupedMulTEncoder(2, 8, 2, 2, [0.0, 0.0])
+    _randomise(other)
+    x = torch.randn(2, 3, 5, 8)
+    opt = torch.optim.Adam(enc.parameters(), lr=0.1)
+    counter = _FoldCounter(monkeypatch)
+    with folded_weight_cache():
+        with torch.no_grad():
+            before = enc(x)
+        with torch.enable_grad():  # an optimizer step (gradients on: the cache is not used here)
+            enc(x).square().sum().backward()
+        opt.step()
+        with torch.no_grad():
+            after_step = enc(x)
+            enc.load_state_dict(other.state_dict())
+            after_load = enc(x)
+            enc.ln1_weight.mul_(2.0)  # in-place edit under no_grad bumps the version counter
+            after_edit = enc(x)
+    assert counter.calls == 5  # four no-grad calls, each after a change, plus the gradient call
+    with torch.no_grad():
+        fresh = enc(x)
+    assert torch.equal(after_edit, fresh)
+    assert not torch.equal(before, after_step) and not torch.equal(after_step, after_load)
+    assert not torch.equal(after_load, after_edit)
+
+
+def test_folded_weight_cache_is_not_used_in_training_or_with_grad(monkeypatch):
+    torch.manual_seed(7)
+    enc = GroupedMulTEncoder(2, 8, 2, 1, [0.0, 0.0])
+    x = torch.randn(2, 2, 4, 8)
+    counter = _FoldCounter(monkeypatch)
+    store: dict = {}
+    with folded_weight_cache(store):
+        with torch.no_grad():
+            enc.train()(x)
+            enc(x)
+        enc.eval()
+        y = enc(x)
+        y.sum().backward()  # the output still carries a graph to the weights
+        enc(x)
+    assert counter.calls == 4 and store == {}
+    assert enc.fc1_weight.grad is not None
 
 
 def test_per_member_attention_dropout_rates_are_honoured():

@@ -33,6 +33,7 @@ from emodistill.extract.config import ExtractConfig
 from emodistill.extract.features import normalize, pad, sequences
 from emodistill.extract.labels import VIDEO_EXTENSIONS, sidecar
 from emodistill.models.gd_unit import EDGE_NAMES
+from emodistill.models.mult import folded_weight_cache
 from emodistill.train.checkpoint import load_checkpoint
 from emodistill.train.stats import records_csv
 
@@ -73,6 +74,7 @@ class Predictor:
                 "on a new video would be wrong. Train on a data set made by `emodistill extract` instead."
             )
         self.model, self.checkpoint, self.device, self.source = model, checkpoint, device, source
+        self._folds: dict = {}  # transformer weights folded once for every clip (see folded_weight_cache)
         self.record = record
         self.cfg = ExtractConfig.from_dict(record["extract"], origin=f"{source}: extract_config")
         self.spec = model.spec
@@ -119,7 +121,7 @@ class Predictor:
                 raise ValueError(f"{self.source}: the clip's {m} features differ from the training features")
         batch, frames = self._batch(clip)
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), folded_weight_cache(self._folds):
             output = self.model(batch)
         seconds = {**clip.seconds, "model": time.perf_counter() - t0}
         score = float(output.prediction.view(-1)[0])

@@ -172,20 +172,22 @@ def collect_interpretation(model: torch.nn.Module, split, batch_size: int = 64,
         sample (N, ...); ``{}`` for a model without ``interpret``.
     """
     from emodistill.data.loader import BatchLoader
+    from emodistill.models.mult import folded_weight_cache
 
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
     preds, labels, index = [], [], []
-    for batch in BatchLoader(split, batch_size, shuffle=False, device=device):
-        if hasattr(model, "predict_and_interpret"):  # one forward pass for both
-            scores, named = model.predict_and_interpret(batch)
-            for k, v in named.items():
-                chunks.setdefault(k, []).append(v.detach().double().cpu())
-        else:
-            scores = model.predict(batch)
-        preds.append(scores.reshape(-1).double().cpu())
-        labels.append(batch["labels"].reshape(-1).double().cpu())
-        index.append(batch["index"].cpu())
+    with torch.no_grad(), folded_weight_cache():  # fixed weights: fold the transformers' once
+        for batch in BatchLoader(split, batch_size, shuffle=False, device=device):
+            if hasattr(model, "predict_and_interpret"):  # one forward pass for both
+                scores, named = model.predict_and_interpret(batch)
+                for k, v in named.items():
+                    chunks.setdefault(k, []).append(v.detach().double().cpu())
+            else:
+                scores = model.predict(batch)
+            preds.append(scores.reshape(-1).double().cpu())
+            labels.append(batch["labels"].reshape(-1).double().cpu())
+            index.append(batch["index"].cpu())
     order = torch.cat(index).argsort()  # (N,) back to split order
     named = {k: torch.cat(v)[order].numpy() for k, v in chunks.items()}
     pred = TestPredictions(torch.cat(labels)[order].numpy(), torch.cat(preds)[order].numpy(), "best.ckpt")

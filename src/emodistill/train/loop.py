@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from emodistill.data.loader import BatchLoader
+from emodistill.models.mult import folded_weight_cache
 from emodistill.train.config import TrainConfig
 from emodistill.train.distributed import DistContext, all_sum, gather_objects, unwrap
 
@@ -174,18 +175,19 @@ def predict(model: nn.Module, loader: BatchLoader, *, edges: bool = False) -> Pr
     model.eval()
     preds, labels, index = [], [], []
     edge_sums: dict[str, Tensor] = {}
-    for batch in loader:
-        if edges and hasattr(model, "predict_and_interpret"):
-            scores, named = model.predict_and_interpret(batch)
-            for k, v in named.items():
-                if k.startswith("edges/"):
-                    v = v.double().sum(dim=0).cpu()  # (6,)
-                    edge_sums[k] = edge_sums[k] + v if k in edge_sums else v
-        else:
-            scores = model.predict(batch)
-        preds.append(scores.reshape(-1).float().cpu())
-        labels.append(batch["labels"].reshape(-1).float().cpu())
-        index.append(batch["index"].reshape(-1).cpu())
+    with folded_weight_cache():  # the weights are fixed for the whole pass: fold them once
+        for batch in loader:
+            if edges and hasattr(model, "predict_and_interpret"):
+                scores, named = model.predict_and_interpret(batch)
+                for k, v in named.items():
+                    if k.startswith("edges/"):
+                        v = v.double().sum(dim=0).cpu()  # (6,)
+                        edge_sums[k] = edge_sums[k] + v if k in edge_sums else v
+            else:
+                scores = model.predict(batch)
+            preds.append(scores.reshape(-1).float().cpu())
+            labels.append(batch["labels"].reshape(-1).float().cpu())
+            index.append(batch["index"].reshape(-1).cpu())
     if not preds:  # a process's share of a split smaller than the number of processes
         preds, labels, index = [torch.zeros(0)], [torch.zeros(0)], [torch.zeros(0, dtype=torch.int64)]
     order = torch.cat(index).argsort()
