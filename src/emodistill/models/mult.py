@@ -24,6 +24,7 @@ Exact rewrites used for speed (they change rounding only, ~1e-7 relative); kerne
 * each LayerNorm's affine map is folded into the projection that follows it
   (``W (gamma * x_hat + beta) + b``), for all layers at once; the crossmodal keys/values are then
   normalised once instead of once per layer; the ``q`` scaling is folded into the query rows;
+  inference with fixed weights folds once for many calls inside :func:`folded_weight_cache`;
 * with ``last_only=True`` the last layer computes only the final query row, which is all DMD reads
   from the self-attention and mem encoders (the causal mask lets the last row see every key).
 
