@@ -308,9 +308,10 @@ def _open_run_dir(run_dir: Path, resume: bool, resolved: dict) -> tuple[dict | N
 def _rng_states(ctx: DistContext, device: torch.device) -> dict[str, Any]:
     """RNG states for ``last.ckpt``: rank 0's as ``rng_cpu``/``rng_cuda``, every process's when distributed."""
     cuda = device.type == "cuda"
-    states = {"rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state_all() if cuda else None}
+    cpu = torch.get_rng_state()
+    states = {"rng_cpu": cpu, "rng_cuda": torch.cuda.get_rng_state_all() if cuda else None}
     if ctx.enabled:
-        mine = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None)
+        mine = (cpu, torch.cuda.get_rng_state(device) if cuda else None)
         ranks = gather_objects(mine, ctx)
         states["rng_ranks"] = {"cpu": [r[0] for r in ranks], "cuda": [r[1] for r in ranks]}
     return states

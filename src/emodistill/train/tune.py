@@ -115,6 +115,11 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _identity(run_dir: Path) -> dict[str, Any]:
+    """Who runs a trial or the final stage, and where its output goes (user attributes in the study)."""
+    return {"worker": worker_name(), "hostname": socket.gethostname(), "pid": os.getpid(), "run_dir": str(run_dir)}
+
+
 def open_study(opts: TuneOptions, study_name: str | None = None):
     """Create or load the study (``load_if_exists``): TPE sampler, median pruner on validation loss,
     heartbeat-checked RDB storage whose stale trials are re-queued."""
@@ -237,8 +242,7 @@ def run_trial(trial, base: dict[str, Any], space: dict[str, Param], data: MMSADa
     params = suggest(trial, space)
     cfg = RunConfig.from_dict(apply_params(base, params), origin=f"trial {trial.number}")
     trial_dir = run_dir / "trials" / str(trial.number)
-    for key, value in (("worker", worker_name()), ("hostname", socket.gethostname()), ("pid", os.getpid()),
-                       ("run_dir", str(trial_dir))):
+    for key, value in _identity(trial_dir).items():
         trial.set_user_attr(key, value)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     log(f"--- trial {trial.number}: {shown} -> {trial_dir}")
@@ -356,8 +360,7 @@ def claim_final(opts: TuneOptions, run_dir: Path) -> bool:
                 log(f"tune: the final stage's claimant ({name}) died on this machine; taking over")
                 continue
             return False
-        for key, value in (("worker", worker_name()), ("hostname", socket.gethostname()), ("pid", os.getpid()),
-                           ("run_dir", str(run_dir / "final")), ("started", time.strftime("%Y-%m-%dT%H:%M:%S"))):
+        for key, value in {**_identity(run_dir / "final"), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}.items():
             final.set_user_attr(key, value)
         return True
     return False
@@ -368,7 +371,7 @@ def final_status(opts: TuneOptions) -> tuple[str, dict[str, Any]] | None:
     seeds, best_trial), or None if nobody claimed it."""
     optuna = require_optuna()
     names = set(optuna.study.get_all_study_names(opts.storage))
-    claims = [final_study_name(opts.study, i) for i in range(1, 100) if final_study_name(opts.study, i) in names]
+    claims = [name for name in (final_study_name(opts.study, i) for i in range(1, 100)) if name in names]
     if not claims:
         return None
     return claims[-1], dict(optuna.load_study(study_name=claims[-1], storage=opts.storage).user_attrs)
