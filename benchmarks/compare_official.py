@@ -2,7 +2,7 @@
 
 Imports the official modules from a checkout *outside* this project (never copied here), builds the
 official DMD with its official config (BERT stubbed: ``use_bert=False``, 768-d text features), converts
-its weights with :func:`emodistill.models.official.convert_official_state_dict` and compares:
+its weights with :func:`emodistill.models.dmd.official.convert_official_state_dict` and compares:
 
 * eval mode: max |diff| of ``output_logit`` and of every other head / representation / feature;
 * train mode with every dropout at 0: total loss, each loss term, GD edges and all gradients
@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 
 from emodistill.models import create_model
-from emodistill.models.dmd import MODS
-from emodistill.models.dmd_config import DROPOUT_FIELDS
-from emodistill.models.mult import folded_weight_cache
-from emodistill.models.official import convert_official_state_dict, official_config, official_spec
+from emodistill.models.dmd.config import DROPOUT_FIELDS
+from emodistill.models.dmd.model import MODS
+from emodistill.models.dmd.official import convert_official_state_dict, official_config, official_spec
+from emodistill.models.layers.grouped_transformer import folded_weight_cache
 
 _DROPOUTS = DROPOUT_FIELDS
 

@@ -23,7 +23,7 @@ import time
 import torch
 
 from emodistill.models import create_model
-from emodistill.models.mult import folded_weight_cache
+from emodistill.models.layers.grouped_transformer import folded_weight_cache
 from emodistill.spec import DatasetSpec
 
 MOSI_ALIGNED = DatasetSpec(

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from emodistill.data import load_dataset
-from emodistill.train.config import RunConfig
-from emodistill.train.distributed import current
-from emodistill.train.run import fit
+from emodistill.training.config import RunConfig
+from emodistill.training.distributed import current
+from emodistill.training.fit import fit
 
 MODEL = {"name": "dmd", "d_model": 8, "num_heads": 2, "nlevels": 1, "kernel_l": 3, "kernel_a": 3, "kernel_v": 3,
          "gd_size_homo": 4, "gd_size_hetero": 4}  # with its dropouts: each process draws its own masks

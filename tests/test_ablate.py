@@ -9,9 +9,9 @@ import statistics
 import pytest
 
 from emodistill.cli import main
-from emodistill.train.ablate import ABLATIONS, ablation_csv, ablation_markdown, variant_config
-from emodistill.train.config import RunConfig
-from emodistill.train.stats import summarize
+from emodistill.experiments.ablate import ABLATIONS, ablation_csv, ablation_markdown, variant_config
+from emodistill.metrics.stats import summarize
+from emodistill.training.config import RunConfig
 
 TINY = {"name": "dmd", "d_model": 8, "num_heads": 2, "nlevels": 1, "kernel_l": 3, "kernel_a": 3, "kernel_v": 3,
         "gd_size_homo": 4, "gd_size_hetero": 4, "disabled_losses": ["mar"]}

@@ -9,19 +9,19 @@ import pytest
 import torch
 from conftest import write_mmsa_pickle
 
+from emodistill.checkpoint import build_checkpoint, save_checkpoint
 from emodistill.data import load_mmsa
 from emodistill.data.loader import BatchLoader
 from emodistill.models import ef_lstm as _ef_lstm  # noqa: F401  (registers the models under test)
 from emodistill.models import lf_dnn as _lf_dnn  # noqa: F401
 from emodistill.models import lmf as _lmf  # noqa: F401
 from emodistill.models import tfn as _tfn  # noqa: F401
+from emodistill.models.layers.mmsa_subnets import UnimodalEncoders, last_hidden, modality_mask, text_mask
 from emodistill.models.lmf import LMF, low_rank_fusion
-from emodistill.models.registry import create_model, list_models
-from emodistill.models.subnets import UnimodalEncoders, last_hidden, modality_mask, text_mask
+from emodistill.models.registry import create_model, list_models, load_checkpoint
 from emodistill.models.tfn import tensor_fusion
 from emodistill.spec import DatasetSpec
-from emodistill.train.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
-from emodistill.train.config import RunConfig, load_recipe
+from emodistill.training.config import RunConfig, load_recipe
 
 NAMES = ("ef_lstm", "lf_dnn", "tfn", "lmf")
 CASES = [("ef_lstm", True)] + [(n, a) for n in NAMES[1:] for a in (True, False)]

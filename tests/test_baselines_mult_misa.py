@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from emodistill.models import misa as misa_mod
-from emodistill.models import mult_model
+from emodistill.models import mult as mult_model
 from emodistill.models.misa import MISA, MISAConfig, UtteranceRNN, cmd_loss, diff_loss
-from emodistill.models.mult_model import MulT, MulTConfig
+from emodistill.models.mult import MulT, MulTConfig
 from emodistill.models.registry import create_model, list_models
 from emodistill.spec import DatasetSpec
-from emodistill.train.config import RunConfig, TrainConfig, load_recipe
+from emodistill.training.config import RunConfig, TrainConfig, load_recipe
 
 DIMS = {"text": 16, "audio": 4, "vision": 6}
 MULT_TINY = dict(d_model=8, num_heads=2, nlevels=1, kernel_l=3, kernel_a=3, kernel_v=2)

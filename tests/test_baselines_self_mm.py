@@ -10,13 +10,14 @@ import pytest
 import torch
 
 import emodistill.models.self_mm as self_mm_mod  # registers "self_mm"
+from emodistill.checkpoint import read_checkpoint
 from emodistill.data import load_dataset
 from emodistill.models import create_model, list_models
+from emodistill.models.registry import load_checkpoint
 from emodistill.models.self_mm import HEADS, ULGM, SelfMM
 from emodistill.spec import DatasetSpec
-from emodistill.train.checkpoint import load_checkpoint, read_checkpoint
-from emodistill.train.config import RunConfig
-from emodistill.train.run import fit
+from emodistill.training.config import RunConfig
+from emodistill.training.fit import fit
 
 SPEC = DatasetSpec("mosi", False, {"text": 12, "audio": 5, "vision": 7}, {"text": 6, "audio": 9, "vision": 8})
 TINY = dict(a_lstm_hidden_size=4, v_lstm_hidden_size=6, audio_out=4, video_out=5, post_fusion_dim=8,

@@ -10,7 +10,7 @@ from emodistill.cli import main
 from emodistill.data import load_dataset
 from emodistill.models import create_model
 from emodistill.spec import DatasetSpec
-from emodistill.train.config import RunConfig, list_recipes, load_recipe
+from emodistill.training.config import RunConfig, list_recipes, load_recipe
 
 
 def test_models_lists_dmd(capsys):
@@ -98,7 +98,7 @@ def test_import_official_command(tmp_path, capsys):
     import torch
     from test_official_import import fake_official
 
-    from emodistill.train.checkpoint import load_checkpoint
+    from emodistill.models.registry import load_checkpoint
 
     src, out = tmp_path / "dmd.pth", tmp_path / "mosi.ckpt"
     sd = fake_official("mosi", "aligned")

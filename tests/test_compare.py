@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from emodistill.cli import main
-from emodistill.train.compare import model_config, seeds_from_arg
-from emodistill.train.config import RunConfig, load_recipe
+from emodistill.experiments.compare import model_config, seeds_from_arg
+from emodistill.training.config import RunConfig, load_recipe
 
 TINY = ["--epochs", "1", "--quiet", "--train.batch_size", "8", "--train.update_every", "1"]
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from emodistill.models import create_model
-from emodistill.models.dhmd import DHMDConfig, fine_distillation
-from emodistill.models.dictionary import DictionarySpace, activation_distance, sparse_activation, sparsemax
-from emodistill.models.gd_unit import EDGE_NAMES
+from emodistill.models.dmd.dhmd import DHMDConfig, fine_distillation
+from emodistill.models.dmd.dictionary import DictionarySpace, activation_distance, sparse_activation, sparsemax
+from emodistill.models.dmd.gd_unit import EDGE_NAMES
 from emodistill.spec import DatasetSpec
 
 SPEC = DatasetSpec("synth", True, {"text": 12, "audio": 5, "vision": 7}, {"text": 9, "audio": 9, "vision": 9})

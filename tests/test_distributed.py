@@ -22,8 +22,8 @@ from conftest import write_mmsa_pickle
 from emodistill.data import load_dataset
 from emodistill.data.loader import BatchLoader, shard_bounds
 from emodistill.models import create_model
-from emodistill.models.dmd_config import DROPOUT_FIELDS
-from emodistill.train.distributed import DistContext, wrap_model
+from emodistill.models.dmd.config import DROPOUT_FIELDS
+from emodistill.training.distributed import DistContext, wrap_model
 
 TOL = 1e-5
 NO_DROPOUT = {k: 0.0 for k in DROPOUT_FIELDS}  # DMD's and MulT's eight rates
@@ -148,7 +148,7 @@ def test_distributed_resume_reproduces_the_uninterrupted_run(tiny, tmp_path):
     assert ranks[0]["full"]["test"] == ranks[1]["full"]["test"]  # every process returns the gathered metrics
     for r in ranks:
         assert r["resumed"]["test"] == r["full"]["test"]
-    from emodistill.train.checkpoint import read_checkpoint
+    from emodistill.checkpoint import read_checkpoint
 
     a = read_checkpoint(tmp_path / "full" / "last.ckpt")
     b = read_checkpoint(tmp_path / "cut" / "last.ckpt")

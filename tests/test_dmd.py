@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from emodistill.models import create_model, list_models
-from emodistill.models.dmd import DMD, MODS, DMDOutput
-from emodistill.models.dmd_config import DMDConfig
-from emodistill.models.gd_unit import prior_from_logits
-from emodistill.models.official import official_config
+from emodistill.models.dmd.config import DMDConfig
+from emodistill.models.dmd.gd_unit import prior_from_logits
+from emodistill.models.dmd.model import DMD, MODS, DMDOutput
+from emodistill.models.dmd.official import official_config
 from emodistill.spec import DatasetSpec
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "emodistill" / "models"
@@ -225,24 +225,18 @@ def test_priors_are_device_following_buffers_not_state():
 
 
 def test_no_hard_coded_cuda_in_model_sources():
-    for name in (
-        "mult.py",
-        "gd_unit.py",
-        "dmd.py",
-        "dmd_losses.py",
-        "dmd_config.py",
-        "text_encoder.py",
-        "official.py",
-    ):
-        text = (SRC / name).read_text()
-        assert not re.search(r"\.cuda\(", text), name
+    sources = sorted(SRC.rglob("*.py"))  # every model file, DMD's and the shared layers included
+    assert any(p.name == "gd_unit.py" for p in sources)
+    for path in sources:
+        text = path.read_text()
+        assert not re.search(r"\.cuda\(", text), path
 
 
 def test_evaluation_pass_folds_each_encoder_family_once(monkeypatch):
     """``loop.predict`` folds the transformers' LayerNorms once per pass, whatever the number of batches,
     and gives the scores of per-batch ``predict`` calls (which fold every time)."""
-    from emodistill.models.mult import GroupedMulTEncoder
-    from emodistill.train.loop import predict
+    from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder
+    from emodistill.training.loop import predict
 
     torch.manual_seed(0)
     model = create_model("dmd", UNALIGNED_LIKE, **TINY).eval()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from emodistill.models.dmd_losses import (
+from emodistill.models.dmd.losses import (
     cel_cosine,
     dmd_margin_loss,
     margin_loss,

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from emodistill.models.dmd_losses import gd_losses
-from emodistill.models.gd_unit import EDGE_NAMES, GDUnit, prior_from_logits
+from emodistill.models.dmd.gd_unit import EDGE_NAMES, GDUnit, prior_from_logits
+from emodistill.models.dmd.losses import gd_losses
 
 PAIRS = [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]  # (student j, teacher i) in the official loop order
 

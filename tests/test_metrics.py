@@ -1,4 +1,4 @@
-"""Tests for emodistill.train.metrics against hand-computed values and MMSA's definitions."""
+"""Tests for emodistill.metrics.scores against hand-computed values and MMSA's definitions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
-from emodistill.train.metrics import (
+from emodistill.metrics.scores import (
     LOWER_IS_BETTER,
     METRIC_DESCRIPTIONS,
     METRIC_KEYS,

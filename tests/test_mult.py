@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emodistill.models.mult import (
+from emodistill.models.layers.grouped_transformer import (
     GroupedMulTEncoder,
     fast_dropout,
     folded_weight_cache,

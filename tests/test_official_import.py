@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from emodistill.models import create_model
-from emodistill.models.dmd import CROSS_PAIRS, MODS
-from emodistill.models.official import (
+from emodistill.models.dmd.model import CROSS_PAIRS, MODS
+from emodistill.models.dmd.official import (
     bert_config_from_state_dict,
     convert_official_state_dict,
     import_official,
     official_config,
     official_spec,
 )
-from emodistill.train.checkpoint import load_checkpoint
+from emodistill.models.registry import load_checkpoint
 
 DATA = Path(__file__).parent / "data" / "official_state_dicts"
 SETTINGS = [("mosi", "aligned"), ("mosi", "unaligned"), ("mosei", "aligned"), ("mosei", "unaligned")]

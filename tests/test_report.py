@@ -18,12 +18,12 @@ from conftest import write_mmsa_pickle
 
 from emodistill.data import load_dataset
 from emodistill.data.loader import BatchLoader
+from emodistill.models.registry import load_checkpoint
 from emodistill.report import add_report_arguments, cmd_report, write_report, write_reports
 from emodistill.report import analysis as A
 from emodistill.report import figures as F
-from emodistill.train.checkpoint import load_checkpoint
-from emodistill.train.config import RunConfig
-from emodistill.train.run import fit
+from emodistill.training.config import RunConfig
+from emodistill.training.fit import fit
 
 pytest.importorskip("matplotlib")  # the `report` extra
 pytest.importorskip("sklearn")

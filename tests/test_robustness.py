@@ -9,7 +9,7 @@ import pytest
 
 from emodistill.cli import main
 from emodistill.data import load_dataset
-from emodistill.train.robustness import LEVELS, curve_areas, perturb
+from emodistill.experiments.robustness import LEVELS, curve_areas, perturb
 
 
 @pytest.fixture

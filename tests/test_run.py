@@ -12,12 +12,13 @@ import pytest
 import torch
 import yaml
 
-import emodistill.train.run as run_mod
+import emodistill.training.fit as run_mod
+from emodistill.checkpoint import read_checkpoint, save_checkpoint
 from emodistill.data import load_dataset
-from emodistill.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from emodistill.train.config import RunConfig
-from emodistill.train.metrics import compute_metrics
-from emodistill.train.run import fit, fit_seeds
+from emodistill.metrics.scores import compute_metrics
+from emodistill.models.registry import load_checkpoint
+from emodistill.training.config import RunConfig
+from emodistill.training.fit import fit, fit_seeds
 
 N = (32, 7, 5)  # distinct split sizes so a loader can be told apart by its length
 TINY_DMD = {"name": "dmd", "d_model": 8, "num_heads": 2, "nlevels": 1, "kernel_l": 3, "kernel_a": 3,

@@ -1,4 +1,4 @@
-"""Tests for emodistill.train.stats: hand-computed summaries and published t-table values."""
+"""Tests for emodistill.metrics.stats: hand-computed summaries and published t-table values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from emodistill.train.stats import betainc, format_summary, summarize, summary_to_rows, t_ppf
+from emodistill.metrics.stats import betainc, format_summary, summarize, summary_to_rows, t_ppf
 
 NAN = float("nan")
 

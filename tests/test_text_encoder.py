@@ -113,7 +113,7 @@ def test_missing_transformers_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    from emodistill.models.text_encoder import TextEncoder
+    from emodistill.models.layers.text_encoder import TextEncoder
 
     with pytest.raises(ImportError, match=r"emodistill\[text\]"):
         TextEncoder(config={"model_type": "bert"})

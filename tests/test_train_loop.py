@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from emodistill.models.base import MERModel, ModelOutput
-from emodistill.train.config import TrainConfig
-from emodistill.train.loop import EarlyStopping, train_one_epoch, usable_batches
+from emodistill.training.config import TrainConfig
+from emodistill.training.loop import EarlyStopping, train_one_epoch, usable_batches
 
 
 @dataclass
@@ -123,7 +123,7 @@ def test_train_config_validation():
 
 
 def test_selection_loss_is_bce_of_logits_for_binary_tasks():
-    from emodistill.train.loop import Predictions
+    from emodistill.training.loop import Predictions
 
     z, y = np.array([0.0, 2.0, -1.0]), np.array([1.0, 0.0, 0.0])
     pred = Predictions(prediction=z, label=y, index=np.arange(3), task="binary")
@@ -135,8 +135,8 @@ def test_selection_loss_is_bce_of_logits_for_binary_tasks():
 def test_param_groups_give_named_groups_their_own_adam_settings():
     from torch import nn
 
-    from emodistill.train.config import TrainConfig
-    from emodistill.train.loop import make_optimizer
+    from emodistill.training.config import TrainConfig
+    from emodistill.training.loop import make_optimizer
 
     class Two(nn.Module):
         def __init__(self):

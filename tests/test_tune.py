@@ -20,10 +20,10 @@ from pg import REQUIRE_ENV, postgres_server, unavailable_reason
 from test_registry import SPEC, TINY
 
 from emodistill.cli import main
+from emodistill.experiments.search_space import Param, apply_params, check_model_keys, parse_search_space, suggest
+from emodistill.experiments.tune import default_recipe, masked_url, require_optuna, storage_url
 from emodistill.models import create_model
-from emodistill.train.config import RunConfig, TrainConfig, list_recipes, load_recipe
-from emodistill.train.search_space import Param, apply_params, check_model_keys, parse_search_space, suggest
-from emodistill.train.tune import default_recipe, masked_url, require_optuna, storage_url
+from emodistill.training.config import RunConfig, TrainConfig, list_recipes, load_recipe
 
 optuna = pytest.importorskip("optuna")
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -270,7 +270,7 @@ def test_an_over_budget_trial_is_refused_without_running(tiny, tmp_path, monkeyp
     """Two workers asking at the same moment both see room for one more trial; the trial whose rank among
     the non-failed trials is >= N is told FAIL (over_budget) and never trained."""
     from emodistill.data import load_dataset
-    from emodistill.train import tune
+    from emodistill.experiments import tune
 
     recipe, pkl = tiny
     opts = tune.TuneOptions(trials=2, study="race", storage=f"sqlite:///{tmp_path / 's.db'}", final_seeds=[],
@@ -295,7 +295,7 @@ def test_a_trial_orphaned_before_its_first_heartbeat_is_failed_not_waited_for(ti
     a live worker fails it after the grace period (it has no parameters, so nothing is lost) and the budget
     is still met."""
     from emodistill.data import load_dataset
-    from emodistill.train import tune
+    from emodistill.experiments import tune
 
     recipe, pkl = tiny
     opts = tune.TuneOptions(trials=2, study="orphan", storage=f"sqlite:///{tmp_path / 's.db'}", final_seeds=[],

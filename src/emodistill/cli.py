@@ -60,7 +60,7 @@ def _yaml_mapping(text: str) -> dict:
 
 def _config_from_args(args: argparse.Namespace, overrides: list[tuple[str, str]]):
     """Recipe (``--config``), then ``--model`` / ``--data`` / ``--epochs`` / ``--device``, then overrides."""
-    from emodistill.train.config import RunConfig, apply_overrides, load_recipe
+    from emodistill.training.config import RunConfig, apply_overrides, load_recipe
 
     d = load_recipe(args.config) if args.config else {}
     model = getattr(args, "model", None)
@@ -88,8 +88,9 @@ def _load_data(cfg):
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    from emodistill.train.distributed import init_from_env, on_main
-    from emodistill.train.run import fit, fit_seeds, metrics_table
+    from emodistill.metrics.scores import metrics_table
+    from emodistill.training.distributed import init_from_env, on_main
+    from emodistill.training.fit import fit, fit_seeds
 
     overrides = _parse_overrides(extra)
     if args.resume and (overrides or args.config or args.model or args.data):
@@ -121,8 +122,8 @@ def _open_train_dir(args: argparse.Namespace, cfg):
     """``(config, seeds, run root)``: a new, empty directory with ``run.yaml``, or ``--resume``'s."""
     import yaml
 
-    from emodistill.train.config import RunConfig, dump_yaml
-    from emodistill.train.run import write_text
+    from emodistill.io import dump_yaml, write_text
+    from emodistill.training.config import RunConfig
 
     if args.resume:
         root = Path(args.resume)
@@ -141,7 +142,7 @@ def _open_train_dir(args: argparse.Namespace, cfg):
 
 
 def cmd_ablate(args: argparse.Namespace, extra: list[str]) -> int:
-    from emodistill.train.ablate import ABLATIONS, run_ablation
+    from emodistill.experiments.ablate import ABLATIONS, run_ablation
 
     if args.list:
         width = max(len(n) for n in ABLATIONS)
@@ -165,8 +166,7 @@ def _grid_root(args: argparse.Namespace, cfg, kind: str, plan: dict) -> Path:
     with the same plan continues the grid, another plan in the same directory is refused."""
     import yaml
 
-    from emodistill.train.config import dump_yaml
-    from emodistill.train.run import write_text
+    from emodistill.io import dump_yaml, write_text
 
     name = f"{kind}-{Path(cfg.data.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     root = Path(args.run_dir) if args.run_dir else Path("runs") / name
@@ -185,7 +185,7 @@ def _grid_root(args: argparse.Namespace, cfg, kind: str, plan: dict) -> Path:
 
 
 def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
-    from emodistill.train.compare import run_compare, seeds_from_arg
+    from emodistill.experiments.compare import run_compare, seeds_from_arg
 
     cfg = _config_from_args(args, _parse_overrides(extra))
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -203,9 +203,9 @@ def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_tune(args: argparse.Namespace, extra: list[str]) -> int:
-    from emodistill.train.config import load_recipe
-    from emodistill.train.search_space import parse_search_space
-    from emodistill.train.tune import TuneOptions, default_recipe, require_optuna, run_tune
+    from emodistill.experiments.search_space import parse_search_space
+    from emodistill.experiments.tune import TuneOptions, default_recipe, require_optuna, run_tune
+    from emodistill.training.config import load_recipe
 
     require_optuna()
     overrides = _parse_overrides(extra)
@@ -242,10 +242,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from emodistill.data import load_dataset, reader_options
     from emodistill.data.loader import BatchLoader
     from emodistill.evaluate import check_compatible
-    from emodistill.train.checkpoint import load_checkpoint
-    from emodistill.train.loop import predict, resolve_device
-    from emodistill.train.metrics import compute_metrics
-    from emodistill.train.run import metrics_table, predictions_csv, write_text
+    from emodistill.io import write_text
+    from emodistill.metrics.scores import compute_metrics, metrics_table
+    from emodistill.models.registry import load_checkpoint
+    from emodistill.training.fit import predictions_csv
+    from emodistill.training.loop import predict, resolve_device
 
     device = resolve_device(args.device)
     model, ckpt = load_checkpoint(args.checkpoint, device)
@@ -266,7 +267,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         write_text(Path(args.output), predictions_csv(pred, split.ids))
         print(f"predictions: {args.output}")
     if args.perturb:
-        from emodistill.train.robustness import write_robustness
+        from emodistill.experiments.robustness import write_robustness
 
         out_dir = Path(args.perturb_dir or Path(args.checkpoint).parent / f"robustness-{args.split}")
         print(write_robustness(model, split, data.spec, out_dir, seed=args.perturb_seed, device=device,
@@ -301,7 +302,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from emodistill.train.config import list_recipes, recipe_dir
+    from emodistill.training.config import list_recipes, recipe_dir
 
     print(f"recipes in {recipe_dir()}:")
     for name in list_recipes():
@@ -310,7 +311,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
-    from emodistill.models.official import import_official
+    from emodistill.models.dmd.official import import_official
 
     model = import_official(args.checkpoint, args.dataset, args.setting, args.output, text_encoder=args.text_encoder)
     n = sum(p.numel() for p in model.parameters())

@@ -32,10 +32,10 @@ from emodistill.extract.clip import ClipExtractor, ClipFeatures
 from emodistill.extract.config import ExtractConfig
 from emodistill.extract.features import normalize, pad, sequences
 from emodistill.extract.labels import VIDEO_EXTENSIONS, sidecar
-from emodistill.models.gd_unit import EDGE_NAMES
-from emodistill.models.mult import folded_weight_cache
-from emodistill.train.checkpoint import load_checkpoint
-from emodistill.train.stats import records_csv
+from emodistill.metrics.stats import records_csv
+from emodistill.models.dmd.gd_unit import EDGE_NAMES
+from emodistill.models.layers.grouped_transformer import folded_weight_cache
+from emodistill.models.registry import load_checkpoint
 
 LABEL_7_NAMES = {
     -3: "strongly negative",

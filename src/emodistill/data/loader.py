@@ -41,7 +41,7 @@ class BatchLoader:
             otherwise each batch is gathered on the CPU and transferred once.
 
         rank, world_size: this process's share under distributed training (see
-            :mod:`emodistill.train.distributed`). With ``shuffle`` (training) every process walks the same
+            :mod:`emodistill.training.distributed`). With ``shuffle`` (training) every process walks the same
             global batches of ``batch_size`` rows and takes a contiguous share of each; a process whose
             share is empty gets the batch's first row, to be weighted 0 (:meth:`shard_weight`). Without
             ``shuffle`` (evaluation) the process takes every ``world_size``-th row from ``rank`` and batches

@@ -19,7 +19,7 @@ from emodistill.extract.config import BUNDLED_WHISPER, ExtractConfig
 from emodistill.extract.decode import decode
 from emodistill.extract.errors import ExtractError
 from emodistill.extract.transcript import read_timing_file, split_words, spread_words, voiced_span
-from emodistill.train.checkpoint import atomic_write
+from emodistill.io import atomic_write
 
 TIMING_SOURCES = ("file", "asr", "uniform")
 

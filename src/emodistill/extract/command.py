@@ -94,7 +94,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed = 0
     print(text, end="" if text.endswith("\n") else "\n")
     if args.output:
-        from emodistill.train.checkpoint import atomic_write
+        from emodistill.io import atomic_write
 
         atomic_write(Path(args.output), lambda tmp: tmp.write_text(text))
     if failed:

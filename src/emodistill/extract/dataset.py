@@ -35,7 +35,7 @@ from emodistill.extract.config import FORMAT, ExtractConfig
 from emodistill.extract.errors import ExtractError, MissingExtraError
 from emodistill.extract.features import fit_normalization, normalize, pad, sequences
 from emodistill.extract.labels import ClipJob, read_labels
-from emodistill.train.checkpoint import atomic_write
+from emodistill.io import atomic_write
 
 SPLITS = ("train", "valid", "test")
 _VERSIONED = ("numpy", "torch", "av", "librosa", "mediapipe", "cv2", "transformers", "faster_whisper", "opensmile")

@@ -63,7 +63,7 @@ class MERModel(nn.Module):
         Key conventions (each value's first dimension is the batch ``B``; modalities ``l``, ``v``, ``a``):
 
         * ``"edges/<space>"`` ``(B, 6)``: GD-Unit edge weights of space ``homo`` or ``hetero``, edge order
-          :data:`emodistill.models.gd_unit.EDGE_NAMES` (teacher -> student);
+          :data:`emodistill.models.dmd.gd_unit.EDGE_NAMES` (teacher -> student);
         * ``"features/<space>/<m>"`` ``(B, F)``: decoupled features of modality ``m``, pooled over time;
         * ``"activations/<space>/<m>"`` ``(B, K)``: dictionary activations over ``K`` atoms (DHMD).
 

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from emodistill.models.base import MERModel, ModelOutput
 from emodistill.models.late_fusion import _BatchNorm
+from emodistill.models.layers.mmsa_subnets import check_no_text_encoder, last_hidden, mask_lengths, text_mask
 from emodistill.models.registry import register_model
-from emodistill.models.subnets import check_no_text_encoder, last_hidden, mask_lengths, text_mask
 from emodistill.spec import MODALITIES, DatasetSpec
 
 

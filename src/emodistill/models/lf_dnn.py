@@ -5,7 +5,7 @@ ACL 2020).
 Audio and vision are averaged over time and encoded by MMSA's ``SubNet`` (batch norm, dropout, three
 ReLU layers); text is read by an LSTM (``TextSubNet``). The three vectors are concatenated and a
 post-fusion MLP (dropout, two ReLU layers, linear) gives the score. Works on aligned and unaligned data
-(MMSA's benchmark uses the unaligned files). See :mod:`emodistill.models.subnets` for how lengths are
+(MMSA's benchmark uses the unaligned files). See :mod:`emodistill.models.layers.mmsa_subnets` for how lengths are
 used. MMSA's version reads the precomputed 768-d BERT ``text`` features; no BERT fine-tuning is offered.
 
 Unlike the ``late_fusion`` model, this one follows MMSA exactly (LSTM text branch, three-layer subnets,
@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.layers.mmsa_subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder, post_fusion_mlp
 from emodistill.models.registry import register_model
-from emodistill.models.subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder, post_fusion_mlp
 from emodistill.spec import DatasetSpec
 
 

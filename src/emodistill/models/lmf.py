@@ -8,7 +8,7 @@ multilinearity the tensor is never built (paper §3.2, Eq. 5-6):
     y = sum_i w_i * prod_m ([1; h_m] . W_m^(i)) + b
 
 with modality-specific factors ``W_m^(i)`` of shape ``(H_m + 1, 1)``, fusion weights ``w`` (r,) and bias
-``b``. The unimodal encoders are those of TFN (:mod:`emodistill.models.subnets`); the text output size is
+``b``. The unimodal encoders are those of TFN (:mod:`emodistill.models.layers.mmsa_subnets`); the text output size is
 ``text_hidden // 2`` as in MMSA.
 
 Choices taken from MMSA (and the authors' code it follows):
@@ -34,8 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.layers.mmsa_subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.models.subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder
 from emodistill.models.tfn import with_one
 from emodistill.spec import DatasetSpec
 

@@ -38,8 +38,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.models.text_encoder import build_text_encoder
 from emodistill.spec import DatasetSpec
 
 MODS = ("text", "vision", "audio")
@@ -84,7 +84,7 @@ class MISAConfig:
     by the recipes); None runs the BiLSTM on the precomputed ``text`` features."""
     text_encoder_config: dict | None = None
     """Architecture of the text encoder, filled in when it is loaded so that checkpoints rebuild it
-    without the directory (see :class:`~emodistill.models.text_encoder.TextEncoder`)."""
+    without the directory (see :class:`~emodistill.models.layers.text_encoder.TextEncoder`)."""
     finetune_text: bool = True
     """Back-propagate into the text encoder (MMSA ``use_finetune``: true)."""
 

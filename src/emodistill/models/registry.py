@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
+from emodistill.checkpoint import read_checkpoint
 from emodistill.spec import DatasetSpec
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -35,3 +39,16 @@ def create_model(name: str, spec: DatasetSpec, **cfg) -> nn.Module:
 def list_models() -> dict[str, str]:
     """Registered model names with a one-line description each."""
     return dict(sorted(_DESCRIPTIONS.items()))
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored at ``path`` with its weights (strict), in eval mode.
+
+    Returns:
+        ``(model, checkpoint_dict)``.
+    """
+    ckpt = read_checkpoint(path)
+    spec = DatasetSpec.from_dict(ckpt["spec"])
+    model = create_model(ckpt["model_name"], spec, **ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    return model.to(device).eval(), ckpt

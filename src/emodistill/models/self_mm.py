@@ -48,8 +48,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.models.text_encoder import build_text_encoder
 from emodistill.spec import DatasetSpec
 
 HEADS = ("fusion", "text", "audio", "vision")

@@ -2,7 +2,7 @@
 EMNLP 2017), as in MMSA (``src/MMSA/models/singleTask/TFN.py``).
 
 Each modality is encoded to a vector (text LSTM, pooled audio/vision subnets; see
-:mod:`emodistill.models.subnets`). A constant 1 is added to each vector and the three-way outer product
+:mod:`emodistill.models.layers.mmsa_subnets`). A constant 1 is added to each vector and the three-way outer product
 ``[1; h_a] x [1; h_v] x [1; h_l]`` holds the unimodal, bimodal and trimodal interactions (paper §3.2,
 Eq. 1). Its flattening goes through a post-fusion MLP (dropout, two ReLU layers, linear).
 
@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.layers.mmsa_subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder, post_fusion_mlp
 from emodistill.models.registry import register_model
-from emodistill.models.subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder, post_fusion_mlp
 from emodistill.spec import DatasetSpec
 
 

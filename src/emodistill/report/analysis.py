@@ -1,7 +1,7 @@
 """The numbers behind the report's figures, as pure numpy functions (tested without drawing anything).
 
 * GD-Unit edges as a 3x3 matrix, **rows = teacher (source), columns = student (target)**, modality order
-  L, V, A (the GD index order of :mod:`emodistill.models.gd_unit`); the diagonal (no self-edges) is NaN.
+  L, V, A (the GD index order of :mod:`emodistill.models.dmd.gd_unit`); the diagonal (no self-edges) is NaN.
 * Class bins for the confusion matrix: the MOSI family uses MMSA's Acc-7 rounding (clip to [-3, 3],
   ``np.round``, ties to even); CH-SIMS uses MMSA's 5 SIMS bins (its labels lie in [-1, 1], where
   rounding would leave 3 classes); binary tasks compare labels 0/1 with ``logit > 0``.
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from emodistill.models.gd_unit import EDGE_NAMES, EDGE_STUDENT, EDGE_TEACHER
-from emodistill.train.metrics import _SIMS_EDGES, _sims_bins
+from emodistill.metrics.scores import _SIMS_EDGES, _sims_bins
+from emodistill.models.dmd.gd_unit import EDGE_NAMES, EDGE_STUDENT, EDGE_TEACHER
 
 GD_MODALITIES = ("L", "V", "A")
 """Row/column labels of an edge matrix (GD index 0 = L, 1 = V, 2 = A)."""
@@ -30,7 +30,7 @@ def edge_matrix(edges: Sequence[float]) -> np.ndarray:
     """Place the 6 GD edge weights in a teacher x student matrix.
 
     Args:
-        edges: (6,) weights in edge order :data:`~emodistill.models.gd_unit.EDGE_NAMES`.
+        edges: (6,) weights in edge order :data:`~emodistill.models.dmd.gd_unit.EDGE_NAMES`.
 
     Returns:
         (3, 3) float64 array ``M[teacher, student]``, NaN on the diagonal.

@@ -62,7 +62,7 @@ def write_report(
     """Write the interpretability report of one run directory.
 
     Args:
-        run_dir: a run directory written by :func:`emodistill.train.run.fit` (not a multi-seed root;
+        run_dir: a run directory written by :func:`emodistill.training.fit.fit` (not a multi-seed root;
             see :func:`write_reports`).
         out_dir: output folder (default ``run_dir/report``); replaced if it holds an older report.
         max_points: at most this many points per t-SNE panel (test samples x modalities).
@@ -120,7 +120,7 @@ def _group(named: dict[str, np.ndarray], prefix: str) -> dict[str, dict[str, np.
 
 
 def _build(run: RunFiles, out: Path, *, max_points: int, device: str, data: str | None, batch_size: int) -> None:
-    from emodistill.train.loop import resolve_device
+    from emodistill.training.loop import resolve_device
 
     notes = list(run.notes)
     named: dict[str, np.ndarray] = {}

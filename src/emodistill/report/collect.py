@@ -20,7 +20,7 @@ import yaml
 from emodistill.spec import DatasetSpec
 
 RUN_FILES = ("config.yaml", "metrics.jsonl")
-"""Files that make a folder a run directory (written by :func:`emodistill.train.run.fit` first)."""
+"""Files that make a folder a run directory (written by :func:`emodistill.training.fit.fit` first)."""
 
 
 @dataclass
@@ -172,7 +172,7 @@ def collect_interpretation(model: torch.nn.Module, split, batch_size: int = 64,
         sample (N, ...); ``{}`` for a model without ``interpret``.
     """
     from emodistill.data.loader import BatchLoader
-    from emodistill.models.mult import folded_weight_cache
+    from emodistill.models.layers.grouped_transformer import folded_weight_cache
 
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
@@ -196,7 +196,7 @@ def collect_interpretation(model: torch.nn.Module, split, batch_size: int = 64,
 
 def load_model(run: RunFiles, device: str | torch.device = "cpu"):
     """``(model, note)``: the selected checkpoint's model in eval mode, or None and why not."""
-    from emodistill.train.checkpoint import load_checkpoint
+    from emodistill.models.registry import load_checkpoint
 
     path = run.run_dir / "best.ckpt"
     if not path.is_file():

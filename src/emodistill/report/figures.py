@@ -6,39 +6,16 @@ display are involved. Each function takes arrays and returns a ``Figure``; :func
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emodistill.models.gd_unit import EDGE_NAMES
+from emodistill.models.dmd.gd_unit import EDGE_NAMES
+from emodistill.plots import new_figure, save_png  # noqa: F401  (save_png: the report's writer)
 from emodistill.report.analysis import GD_MODALITIES
-from emodistill.train.checkpoint import atomic_write
 
 MODALITY_NAMES = {"l": "language (L)", "v": "vision (V)", "a": "audio (A)"}
 MODALITY_COLOURS = {"l": "#1f77b4", "v": "#2ca02c", "a": "#d62728"}
-
-
-def require_matplotlib() -> None:
-    """Raise an ImportError that names the extra to install if matplotlib is absent."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as e:
-        raise ImportError("`emodistill report` needs matplotlib: pip install 'emodistill[report]'") from e
-
-
-def new_figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_png(fig, path: Path, dpi: int = 110) -> None:
-    """Write ``fig`` to ``path`` atomically (no half-written PNG if interrupted)."""
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def _mark_best(ax, best_epoch: int | None) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from emodistill.train.metrics import METRIC_DESCRIPTIONS, METRIC_KEYS
+from emodistill.metrics.scores import METRIC_DESCRIPTIONS, METRIC_KEYS
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1180px; margin: 2em auto;

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from emodistill.models.dmd import CROSS_PAIRS, MODS
-from emodistill.models.dmd_config import DMDConfig
+from emodistill.models.dmd.config import DMDConfig
+from emodistill.models.dmd.model import CROSS_PAIRS, MODS
 from emodistill.spec import DatasetSpec
 
 _OFFICIAL_HPARAMS = {
@@ -164,7 +164,7 @@ def bert_config_from_state_dict(official_sd: dict[str, Tensor]) -> dict:
 
 
 def _expected_shapes(spec: DatasetSpec, cfg: dict) -> dict[str, tuple[int, ...]]:
-    from emodistill.models.dmd import DMD
+    from emodistill.models.dmd.model import DMD
 
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         model = DMD(spec, DMDConfig(**cfg))
@@ -278,8 +278,8 @@ def import_official(
     Returns:
         The imported model (eval mode).
     """
+    from emodistill.checkpoint import build_checkpoint, save_checkpoint
     from emodistill.models import create_model
-    from emodistill.train.checkpoint import build_checkpoint, save_checkpoint
 
     ckpt_path = Path(ckpt_path)
     sd = torch.load(ckpt_path, map_location="cpu", weights_only=True)

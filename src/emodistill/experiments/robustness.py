@@ -32,11 +32,11 @@ import torch
 
 from emodistill.data.loader import BatchLoader
 from emodistill.data.types import SplitData
+from emodistill.io import write_json, write_text
+from emodistill.metrics.scores import HEADLINE_METRICS, compute_metrics
+from emodistill.metrics.stats import records_csv
 from emodistill.spec import MODALITIES
-from emodistill.train.loop import predict
-from emodistill.train.metrics import HEADLINE_METRICS, compute_metrics
-from emodistill.train.run import write_json, write_text
-from emodistill.train.stats import records_csv
+from emodistill.training.loop import predict
 
 LEVELS: dict[str, tuple[float, ...]] = {
     "missing": (1.0,),
@@ -154,7 +154,7 @@ def areas_markdown(areas: dict[str, dict[str, float]], metrics: tuple[str, ...],
 
 def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path, title: str) -> None:
     """One panel per kind (drop, noise; missing as points at level 1), a line per modality."""
-    from emodistill.report.figures import new_figure, save_png
+    from emodistill.plots import new_figure, save_png
 
     clean = next(r for r in rows if r["kind"] == "clean")[metric]
     fig = new_figure(4 * len(LEVELS), 3.4)
@@ -176,7 +176,7 @@ def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path, title: str)
 
 def plot_areas(areas_by_model: dict[str, dict[str, dict[str, float]]], metric: str, path: Path) -> None:
     """Grouped bars: area under each curve per model (the cross-model summary figure)."""
-    from emodistill.report.figures import new_figure, save_png
+    from emodistill.plots import new_figure, save_png
 
     curves = sorted({c for a in areas_by_model.values() for c in a})
     models = list(areas_by_model)

@@ -8,7 +8,7 @@ comparison resumes where it stopped) and writes:
     ROOT/compare.json              the same, plus every seed's test metrics and run directory
     ROOT/compare_seeds.png         each seed's value per model for the main metrics (needs matplotlib)
     ROOT/robustness.md, .json, robustness_areas.png   with ``perturb``: area under each robustness curve
-                                   per model (mean over seeds; :mod:`emodistill.train.robustness`)
+                                   per model (mean over seeds; :mod:`emodistill.experiments.robustness`)
 
 Every model is selected on the validation split only. Hyper-parameters: the recipe's ``train`` and
 ``data`` sections apply to all models; its ``model`` section applies only to the model it names, and
@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from emodistill.data.types import MMSAData
+from emodistill.io import log, write_json, write_text
+from emodistill.metrics.scores import HEADLINE_METRICS, PRIMARY_METRICS
+from emodistill.metrics.stats import grid_csv, grid_markdown
 from emodistill.models import list_models
-from emodistill.train.config import RunConfig, load_recipe
-from emodistill.train.metrics import HEADLINE_METRICS, PRIMARY_METRICS
-from emodistill.train.run import fit_seeds, log, write_json, write_text
-from emodistill.train.stats import grid_csv, grid_markdown
+from emodistill.training.config import RunConfig, load_recipe
+from emodistill.training.fit import fit_seeds
 
 
 def seeds_from_arg(values: list[int]) -> list[int]:
@@ -102,8 +103,8 @@ def compare_robustness(data: MMSAData, root: Path, per_seed: dict[str, list[dict
     curve, averaged over seeds, per model."""
     import numpy as np
 
-    from emodistill.train.checkpoint import load_checkpoint
-    from emodistill.train.robustness import areas_markdown, plot_areas, write_robustness
+    from emodistill.experiments.robustness import areas_markdown, plot_areas, write_robustness
+    from emodistill.models.registry import load_checkpoint
 
     metrics = HEADLINE_METRICS[data.spec.metric_family]
     mean_areas: dict[str, dict[str, dict[str, float]]] = {}
@@ -132,7 +133,7 @@ def compare_robustness(data: MMSAData, root: Path, per_seed: dict[str, list[dict
 
 def plot_seed_spread(per_seed: dict[str, list[dict]], metrics: list[str], path: Path) -> None:
     """One panel per metric: every seed's test value per model (dots) and the mean (bar)."""
-    from emodistill.report.figures import new_figure, save_png
+    from emodistill.plots import new_figure, save_png
 
     models = list(per_seed)
     fig = new_figure(3.2 * len(metrics) + 1, 3.6)

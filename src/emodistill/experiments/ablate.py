@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from emodistill.data.types import MMSAData
-from emodistill.models.dhmd import DHMDConfig
-from emodistill.models.dmd_config import DMDConfig
-from emodistill.train.config import RunConfig
-from emodistill.train.metrics import PRIMARY_METRICS
-from emodistill.train.run import fit_seeds, log, write_json, write_text
-from emodistill.train.stats import grid_csv, grid_markdown
+from emodistill.io import log, write_json, write_text
+from emodistill.metrics.scores import PRIMARY_METRICS
+from emodistill.metrics.stats import grid_csv, grid_markdown
+from emodistill.models.dmd.config import DMDConfig
+from emodistill.models.dmd.dhmd import DHMDConfig
+from emodistill.training.config import RunConfig
+from emodistill.training.fit import fit_seeds
 
 GD_HOMO = ("homo_logit", "homo_reg")
 GD_HETERO = ("hetero_logit", "hetero_repr", "hetero_reg")

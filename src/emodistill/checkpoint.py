@@ -15,8 +15,6 @@ opening a checkpoint never runs code from it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +22,11 @@ import torch
 from torch import nn
 
 from emodistill import __version__
+from emodistill.io import atomic_write
 from emodistill.spec import DatasetSpec
 
 FORMAT_VERSION = 1
 _REQUIRED = ("format_version", "model_name", "model_config", "spec", "state_dict")
-
-
-def atomic_write(path: str | Path, write_fn) -> None:
-    """Call ``write_fn(tmp_path)`` then rename onto ``path``: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_checkpoint(
@@ -100,18 +83,3 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"({__version__}, format {FORMAT_VERSION}); upgrade the package"
         )
     return ckpt
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model stored at ``path`` with its weights (strict), in eval mode.
-
-    Returns:
-        ``(model, checkpoint_dict)``.
-    """
-    from emodistill.models import create_model
-
-    ckpt = read_checkpoint(path)
-    spec = DatasetSpec.from_dict(ckpt["spec"])
-    model = create_model(ckpt["model_name"], spec, **ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model.to(device).eval(), ckpt

@@ -20,7 +20,7 @@ import copy
 from dataclasses import dataclass, fields
 from typing import Any
 
-from emodistill.train.config import TrainConfig
+from emodistill.training.config import TrainConfig
 
 _PARAM_GROUP_KEYS = ("lr", "weight_decay")
 

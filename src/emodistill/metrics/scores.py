@@ -380,3 +380,13 @@ def round_metrics(metrics: Mapping[str, float], digits: int = 4) -> dict[str, fl
 def format_metrics(metrics: Mapping[str, float], digits: int = 4) -> str:
     """One-line ``"key: value | key: value"`` summary in display order, e.g. for logs."""
     return " | ".join(f"{k}: {float(metrics[k]):.{digits}f}" for k in _ordered(metrics))
+
+
+def metrics_table(metrics: dict[str, float], digits: int = 4) -> str:
+    """Metrics as an aligned two-column terminal table (loss first, then the family's order)."""
+    keys = sorted(metrics, key=lambda k: (k != "loss", _ORDER.index(k) if k in _ORDER else len(_ORDER)))
+    width = max(len(k) for k in keys)
+    return "\n".join(f"  {k:<{width}}  {metrics[k]:.{digits}f}" for k in keys)
+
+
+_ORDER = [k for keys in METRIC_KEYS.values() for k in keys]

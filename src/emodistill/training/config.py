@@ -7,7 +7,7 @@ A recipe is a YAML file with up to three sections::
     data:  {source: synth, ...}         # fields of DataConfig
 
 plus an optional ``search:`` section, the hyper-parameter ranges of ``emodistill tune``
-(:mod:`emodistill.train.search_space`); training ignores it.
+(:mod:`emodistill.experiments.search_space`); training ignores it.
 
 Values given on the command line as ``--train.lr 3e-4`` or ``--model.d 30`` override the recipe, and the
 fully resolved result is written to ``config.yaml`` in the run directory.
@@ -188,18 +188,3 @@ def apply_overrides(d: dict[str, Any], overrides: list[tuple[str, str]]) -> dict
                 pass
         d.setdefault(section, {})[name] = value
     return d
-
-
-def plain(obj: Any) -> Any:
-    """Tuples to lists, recursively, so that YAML/JSON writers accept config dicts."""
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, str):
-        return str(obj)  # str subclasses such as torch's TorchVersion
-    return obj
-
-
-def dump_yaml(d: dict[str, Any]) -> str:
-    return yaml.safe_dump(plain(d), sort_keys=False, default_flow_style=None)

@@ -21,7 +21,6 @@ import io
 import json
 import platform
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,23 @@ import numpy as np
 import torch
 
 from emodistill import __version__
+from emodistill.checkpoint import build_checkpoint, read_checkpoint, save_checkpoint
 from emodistill.data import MMSAData
 from emodistill.data.loader import BatchLoader
+from emodistill.io import dump_yaml, log, write_json, write_text
+from emodistill.metrics.scores import compute_metrics
+from emodistill.metrics.stats import summarize, summary_csv, summary_markdown
 from emodistill.models import create_model
-from emodistill.train.checkpoint import atomic_write, build_checkpoint, read_checkpoint, save_checkpoint
-from emodistill.train.config import RunConfig, dump_yaml
-from emodistill.train.distributed import DistContext, gather_objects, init_from_env, on_main, process_device, wrap_model
-from emodistill.train.loop import (
+from emodistill.training.config import RunConfig
+from emodistill.training.distributed import (
+    DistContext,
+    gather_objects,
+    init_from_env,
+    on_main,
+    process_device,
+    wrap_model,
+)
+from emodistill.training.loop import (
     EarlyStopping,
     EpochCallback,
     Predictions,
@@ -48,8 +57,6 @@ from emodistill.train.loop import (
     timed,
     train_one_epoch,
 )
-from emodistill.train.metrics import METRIC_KEYS, compute_metrics
-from emodistill.train.stats import summarize
 
 _RUN_FILES = {"run.yaml"}  # written by the CLI before fit() starts
 
@@ -63,14 +70,6 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         if torch.backends.cudnn.is_available():
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
 def data_provenance(data: MMSAData, source: str) -> dict[str, Any]:
@@ -104,10 +103,6 @@ def predictions_csv(pred: Predictions, ids: list[str]) -> str:
     for i, y, p in zip(pred.index, pred.label, pred.prediction, strict=True):
         w.writerow([ids[int(i)], f"{y:.6g}", f"{p:.6g}"])
     return buf.getvalue()
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def fit(
@@ -377,30 +372,3 @@ def fit_seeds(
     write_text(run_root / "summary.csv", summary_csv(summary))
     write_text(run_root / "summary.md", summary_markdown(summary, seeds))
     return out
-
-
-def summary_csv(summary: dict[str, dict]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["metric", "mean", "std", "n", "ci95_low", "ci95_high"])
-    for k, s in summary.items():
-        w.writerow([k, s["mean"], s["std"], s["n"], s["ci_low"], s["ci_high"]])
-    return buf.getvalue()
-
-
-def summary_markdown(summary: dict[str, dict], seeds: list[int]) -> str:
-    lines = [f"Test metrics over seeds {seeds} (mean ± sample std, 95% t-interval)", "",
-             "| metric | mean ± std | 95% CI |", "|---|---|---|"]
-    for k, s in summary.items():
-        lines.append(f"| {k} | {s['mean']:.4f} ± {s['std']:.4f} | [{s['ci_low']:.4f}, {s['ci_high']:.4f}] |")
-    return "\n".join(lines) + "\n"
-
-
-def metrics_table(metrics: dict[str, float], digits: int = 4) -> str:
-    """Metrics as an aligned two-column terminal table (loss first, then the family's order)."""
-    keys = sorted(metrics, key=lambda k: (k != "loss", _ORDER.index(k) if k in _ORDER else len(_ORDER)))
-    width = max(len(k) for k in keys)
-    return "\n".join(f"  {k:<{width}}  {metrics[k]:.{digits}f}" for k in keys)
-
-
-_ORDER = [k for keys in METRIC_KEYS.values() for k in keys]

@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from emodistill.data.loader import BatchLoader
-from emodistill.models.mult import folded_weight_cache
-from emodistill.train.config import TrainConfig
-from emodistill.train.distributed import DistContext, all_sum, gather_objects, unwrap
+from emodistill.models.layers.grouped_transformer import folded_weight_cache
+from emodistill.training.config import TrainConfig
+from emodistill.training.distributed import DistContext, all_sum, gather_objects, unwrap
 
 _IMPROVEMENT = 1e-6  # official: best <- val if val <= best - 1e-6
 

@@ -209,3 +209,20 @@ def records_csv(rows: list[dict]) -> str:
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
+
+
+def summary_csv(summary: dict[str, dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["metric", "mean", "std", "n", "ci95_low", "ci95_high"])
+    for k, s in summary.items():
+        w.writerow([k, s["mean"], s["std"], s["n"], s["ci_low"], s["ci_high"]])
+    return buf.getvalue()
+
+
+def summary_markdown(summary: dict[str, dict], seeds: list[int]) -> str:
+    lines = [f"Test metrics over seeds {seeds} (mean ± sample std, 95% t-interval)", "",
+             "| metric | mean ± std | 95% CI |", "|---|---|---|"]
+    for k, s in summary.items():
+        lines.append(f"| {k} | {s['mean']:.4f} ± {s['std']:.4f} | [{s['ci_low']:.4f}, {s['ci_high']:.4f}] |")
+    return "\n".join(lines) + "\n"

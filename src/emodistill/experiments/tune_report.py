@@ -14,11 +14,18 @@ import math
 from pathlib import Path
 from typing import Any
 
-from emodistill.train.config import dump_yaml
-from emodistill.train.run import log, write_text
-from emodistill.train.search_space import Param, apply_params
+from emodistill.experiments.search_space import Param, apply_params
+from emodistill.io import dump_yaml, log, write_text
 
 TOP_TRIALS = 10
+
+
+def trial_counts(study) -> dict[str, int]:
+    """Number of trials per state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
 
 
 def _fmt(v: Any) -> str:
@@ -62,7 +69,6 @@ def tune_markdown(study, space: dict[str, Param], final: dict[str, Any] | None) 
     """Search space, counts, best trial, top trials by validation loss, and the final stage's test table."""
     from optuna.trial import TrialState
 
-    from emodistill.train.tune import trial_counts
 
     trials = study.get_trials(deepcopy=False)
     counts = trial_counts(study)
@@ -108,7 +114,7 @@ def history_figure(study):
     value so far."""
     from optuna.trial import TrialState
 
-    from emodistill.report.figures import new_figure
+    from emodistill.plots import new_figure
 
     trials = study.get_trials(deepcopy=False)
     fig = new_figure(7, 4)
@@ -138,7 +144,7 @@ def importance_figure(study, space: dict[str, Param]):
     """Horizontal bars of PED-ANOVA importances, or a figure that says why they cannot be computed."""
     from optuna.trial import TrialState
 
-    from emodistill.report.figures import new_figure
+    from emodistill.plots import new_figure
 
     fig = new_figure(7, 0.6 + 0.45 * max(len(space), 2))
     ax = fig.subplots()
@@ -179,7 +185,7 @@ def write_outputs(study, base: dict[str, Any], space: dict[str, Param], run_dir:
         write_text(run_dir / "best.yaml", best_yaml(study, base))
     write_text(run_dir / "tune.md", tune_markdown(study, space, final))
     try:
-        from emodistill.report.figures import require_matplotlib, save_png
+        from emodistill.plots import require_matplotlib, save_png
 
         require_matplotlib()
         save_png(history_figure(study), run_dir / "history.png")

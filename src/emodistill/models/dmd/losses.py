@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from emodistill.models.gd_unit import EDGE_STUDENT, EDGE_TEACHER
+from emodistill.models.dmd.gd_unit import EDGE_STUDENT, EDGE_TEACHER
 
 CEL_EPS = 1e-12
 """ATen's ``EPSILON`` in ``cosine_embedding_loss`` (unchanged since PyTorch 1.0)."""

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from emodistill.models import dmd_losses as L
 from emodistill.models.base import MERModel, ModelOutput
-from emodistill.models.dmd_config import DMDConfig
-from emodistill.models.gd_unit import GDUnit
-from emodistill.models.mult import GroupedMulTEncoder, fast_dropout
+from emodistill.models.dmd import losses as L
+from emodistill.models.dmd.config import DMDConfig
+from emodistill.models.dmd.gd_unit import GDUnit
+from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder, fast_dropout
+from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.models.text_encoder import build_text_encoder
 from emodistill.spec import DatasetSpec
 
 MODS = ("l", "v", "a")

@@ -5,7 +5,7 @@ One *worker* is one ``emodistill tune`` process. Workers started with the same `
 ``--study`` name (SQLite on one machine, PostgreSQL across machines) share one study:
 
 * a trial = the base configuration + values sampled from the recipe's ``search:`` section
-  (:mod:`emodistill.train.search_space`; TPE sampler), trained by :func:`emodistill.train.run.fit` with
+  (:mod:`emodistill.experiments.search_space`; TPE sampler), trained by :func:`emodistill.training.fit.fit` with
   ``evaluate_test=False``: the objective is the best validation loss and the test split is never read.
   Every trial uses the base seed, so trials differ only by their parameters. The validation loss of each
   epoch is reported to Optuna, and a trial worse than the median of earlier trials at the same epoch is
@@ -20,9 +20,9 @@ One *worker* is one ``emodistill tune`` process. Workers started with the same `
   is running or waiting;
 * the final stage runs exactly once per study: the first worker to create the study ``<study>/final`` in
   the same storage (an atomic insert) trains the best configuration over the final seeds and evaluates
-  each once on the test split (:func:`emodistill.train.run.fit_seeds`); the others print the best trial.
+  each once on the test split (:func:`emodistill.training.fit.fit_seeds`); the others print the best trial.
 
-Outputs of a worker in its run directory (see :mod:`emodistill.train.tune_report`): ``tune.yaml`` (the
+Outputs of a worker in its run directory (see :mod:`emodistill.experiments.tune_report`): ``tune.yaml`` (the
 plan), ``trials/<number>/`` (one run directory per trial), ``trials.csv``, ``best.yaml`` (loadable with
 ``emodistill train --config``), ``tune.md``, ``history.png``, ``importance.png`` and ``final/``.
 """
@@ -43,9 +43,12 @@ from typing import Any
 import yaml
 
 from emodistill.data.types import MMSAData
-from emodistill.train.config import RunConfig, dump_yaml
-from emodistill.train.run import fit, fit_seeds, log, write_text
-from emodistill.train.search_space import Param, apply_params, check_model_keys, suggest
+from emodistill.experiments import tune_report
+from emodistill.experiments.search_space import Param, apply_params, check_model_keys, suggest
+from emodistill.experiments.tune_report import trial_counts
+from emodistill.io import dump_yaml, log, write_text
+from emodistill.training.config import RunConfig
+from emodistill.training.fit import fit, fit_seeds
 
 DEFAULT_FINAL_SEEDS = [1111, 1112, 1113, 1114, 1115]
 MAX_RETRY = 3
@@ -186,14 +189,6 @@ def heartbeat(storage, trial_id: int, interval: float) -> Iterator[None]:
         thread.join()
 
 
-def trial_counts(study) -> dict[str, int]:
-    """Number of trials per state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return counts
-
-
 def fail_orphans(study, grace_s: float, seen: dict[int, float]) -> list[int]:
     """Fail RUNNING trials whose worker died between ``ask()`` and its first heartbeat.
 
@@ -316,7 +311,7 @@ def search(study, base: dict[str, Any], space: dict[str, Param], data: MMSAData,
 def default_recipe(model: str, spec) -> str:
     """The shipped recipe of ``model`` for the data's family and alignment (``dmd_mosei_unaligned``,
     ``mult_mosi``); MOSI's for other data (synthetic, custom)."""
-    from emodistill.train.config import list_recipes
+    from emodistill.training.config import list_recipes
 
     shipped = set(list_recipes())
     setting = "aligned" if spec.aligned else "unaligned"
@@ -416,7 +411,6 @@ def run_tune(base_cfg: RunConfig, space: dict[str, Param], data: MMSAData, run_d
         ``{"best": {number, value, params}, "counts": {...}, "ran": n, "final": record or None}``.
     """
     from emodistill.models import create_model
-    from emodistill.train import tune_report
 
     run_dir = Path(run_dir)
     if not space:

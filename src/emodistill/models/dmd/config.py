@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emodistill.models.dmd_losses import ORT_SEMANTICS
-from emodistill.models.gd_unit import prior_from_logits
+from emodistill.models.dmd.gd_unit import prior_from_logits
+from emodistill.models.dmd.losses import ORT_SEMANTICS
 
 DROPOUT_FIELDS = (
     "text_dropout",

@@ -9,7 +9,7 @@ with "dictionary activations" per modality and space. Everything else below is *
 consistent with that text and with FDT (Chen et al., CVPR 2023), whose shared token dictionary the
 abstract's wording mirrors:
 
-* one dictionary per space, shared by l, v, a (:class:`~emodistill.models.dictionary.DictionarySpace`),
+* one dictionary per space, shared by l, v, a (:class:`~emodistill.models.dmd.dictionary.DictionarySpace`),
   ``dict_size = 64`` atoms of the space's width (``d`` homo, ``2d`` hetero);
 * tokens: homo = the shared features ``c_m`` ``(B, T', d)``; hetero = the crossmodal outputs that feed
   modality ``m``'s mem encoder ``(B, T', 2d)``; per-modality query = LayerNorm + Linear;
@@ -40,10 +40,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from emodistill.models.dictionary import ACTIVATIONS, DISTANCES, POOLINGS, DictionarySpace, activation_distance
-from emodistill.models.dmd import DMD, MODS, DMDOutput
-from emodistill.models.dmd_config import LOSS_TERMS, DMDConfig
-from emodistill.models.gd_unit import EDGE_STUDENT, EDGE_TEACHER
+from emodistill.models.dmd.config import LOSS_TERMS, DMDConfig
+from emodistill.models.dmd.dictionary import ACTIVATIONS, DISTANCES, POOLINGS, DictionarySpace, activation_distance
+from emodistill.models.dmd.gd_unit import EDGE_STUDENT, EDGE_TEACHER
+from emodistill.models.dmd.model import DMD, MODS, DMDOutput
 from emodistill.models.registry import register_model
 from emodistill.spec import DatasetSpec
 
@@ -146,7 +146,7 @@ def fine_distillation(acts: dict[str, Tensor], edges: Tensor, prior: Tensor, dis
         acts: per modality ``(B, K)`` activations, keys ``l``, ``v``, ``a``.
         edges: ``(B, 6)`` GD-Unit edges (not detached: the edges learn from the fine level too).
         prior: ``(6,)`` prior edge weights.
-        distance: see :func:`~emodistill.models.dictionary.activation_distance`.
+        distance: see :func:`~emodistill.models.dmd.dictionary.activation_distance`.
     """
     stacked = torch.stack([acts[m] for m in MODS])  # (3, B, K), GD index order l, v, a
     dist = torch.stack(

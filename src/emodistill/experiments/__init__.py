@@ -1,0 +1,2 @@
+"""Experiments built from many training runs: ablation grids (``ablate``), model comparisons
+(``compare``), robustness curves (``robustness``) and hyper-parameter search (``tune``)."""

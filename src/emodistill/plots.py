@@ -1,0 +1,34 @@
+"""The one place that imports matplotlib: figures are created and saved here.
+
+Every figure of the package (the report, comparisons, robustness curves, search history) is made with
+:func:`new_figure` on matplotlib's non-interactive Agg canvas (no display, no global pyplot state) and
+written with :func:`save_png`, atomically. matplotlib is the optional ``report`` extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emodistill.io import atomic_write
+
+
+def require_matplotlib() -> None:
+    """Raise an ImportError that names the extra to install if matplotlib is absent."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise ImportError("`emodistill report` needs matplotlib: pip install 'emodistill[report]'") from e
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig, path: Path, dpi: int = 110) -> None:
+    """Write ``fig`` to ``path`` atomically (no half-written PNG if interrupted)."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
