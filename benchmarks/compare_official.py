@@ -35,10 +35,9 @@ from pathlib import Path
 import torch
 
 from emodistill.models import create_model
-from emodistill.models.dmd.config import DROPOUT_FIELDS
 from emodistill.models.dmd.model import MODS
 from emodistill.models.dmd.official import convert_official_state_dict, official_config, official_spec
-from emodistill.models.layers.grouped_transformer import folded_weight_cache
+from emodistill.models.layers.grouped_transformer import DROPOUT_FIELDS
 
 _DROPOUTS = DROPOUT_FIELDS
 
@@ -328,7 +327,7 @@ def speed(
     folds: dict = {}  # kept across calls, as emodistill's Predictor keeps it
 
     def predict_kept_folds():
-        with folded_weight_cache(folds):
+        with ours.inference_cache(folds):
             return ours.predict(one)
 
     with torch.no_grad():

@@ -23,7 +23,6 @@ import time
 import torch
 
 from emodistill.models import create_model
-from emodistill.models.layers.grouped_transformer import folded_weight_cache
 from emodistill.spec import DatasetSpec
 
 MOSI_ALIGNED = DatasetSpec(
@@ -78,7 +77,7 @@ def clip_latency_ms(model, clip, repeats: int, device, folds: dict | None = None
         if folds is None:
             model.predict(clip)
         else:
-            with folded_weight_cache(folds):
+            with model.inference_cache(folds):
                 model.predict(clip)
         sync(device)
         if i >= 5:

@@ -29,8 +29,8 @@ from media import face_frames, speech, write_video  # noqa: E402
 
 from emodistill.extract.clip import ClipExtractor  # noqa: E402
 from emodistill.extract.config import ExtractConfig  # noqa: E402
+from emodistill.inference.predictor import Predictor  # noqa: E402
 from emodistill.models import create_model  # noqa: E402
-from emodistill.predict import Predictor  # noqa: E402
 from emodistill.spec import DatasetSpec  # noqa: E402
 
 TEXT = (

@@ -26,7 +26,7 @@ def write_mmsa_pickle(
     mutate: Callable[[dict], None] | None = None,
     protocol: int = 4,
 ) -> Path:
-    """Write a small file in MMSA's pickle schema (ecosystem notes §1.7) and return its path.
+    """Write a small file in MMSA's pickle schema (docs/mmsa.md §2) and return its path.
 
     Args:
         n: samples per split (train, valid, test).

@@ -16,7 +16,9 @@ from emodistill.models import ef_lstm as _ef_lstm  # noqa: F401  (registers the 
 from emodistill.models import lf_dnn as _lf_dnn  # noqa: F401
 from emodistill.models import lmf as _lmf  # noqa: F401
 from emodistill.models import tfn as _tfn  # noqa: F401
-from emodistill.models.layers.mmsa_subnets import UnimodalEncoders, last_hidden, modality_mask, text_mask
+from emodistill.models.layers.masking import modality_mask, text_mask
+from emodistill.models.layers.mmsa_subnets import UnimodalEncoders
+from emodistill.models.layers.pooling import last_hidden
 from emodistill.models.lmf import LMF, low_rank_fusion
 from emodistill.models.registry import create_model, list_models, load_checkpoint
 from emodistill.models.tfn import tensor_fusion

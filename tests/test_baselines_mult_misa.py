@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from emodistill.models import misa as misa_mod
 from emodistill.models import mult as mult_model
+from emodistill.models.layers.grouped_transformer import DROPOUT_FIELDS
 from emodistill.models.misa import MISA, MISAConfig, UtteranceRNN, cmd_loss, diff_loss
 from emodistill.models.mult import MulT, MulTConfig
 from emodistill.models.registry import create_model, list_models
@@ -23,7 +24,7 @@ from emodistill.training.config import RunConfig, TrainConfig, load_recipe
 DIMS = {"text": 16, "audio": 4, "vision": 6}
 MULT_TINY = dict(d_model=8, num_heads=2, nlevels=1, kernel_l=3, kernel_a=3, kernel_v=2)
 MISA_TINY = dict(hidden_size=8, fusion_ff=16)
-NO_DROPOUT_MULT = {name: 0.0 for name in mult_model.DROPOUT_FIELDS}
+NO_DROPOUT_MULT = {name: 0.0 for name in DROPOUT_FIELDS}
 
 
 def make_spec(aligned: bool, task: str = "regression", dims: dict | None = None) -> DatasetSpec:
@@ -191,6 +192,27 @@ def test_mult_binary_task_uses_bce():
     out = model(batch)
     want = F.binary_cross_entropy_with_logits(out.prediction, batch["labels"].view(-1, 1))
     torch.testing.assert_close(model.compute_losses(out, batch["labels"])["loss"], want)
+
+
+def test_mult_inference_cache_folds_once_across_calls(monkeypatch):
+    from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder
+
+    torch.manual_seed(0)
+    spec = make_spec(False)
+    model = create_model("mult", spec, **MULT_TINY).eval()
+    batches = [make_batch(spec, seed=i) for i in range(3)]
+    want = [model.predict(b) for b in batches]
+    calls = []
+    fold = GroupedMulTEncoder._fold
+    monkeypatch.setattr(GroupedMulTEncoder, "_fold", lambda enc, sel: calls.append(sel) or fold(enc, sel))
+    model.predict(batches[0])
+    per_call = len(calls)
+    calls.clear()
+    with model.inference_cache():
+        got = [model.predict(b) for b in batches]
+    assert per_call >= 2 and len(calls) == per_call  # crossmodal and mem families, folded once for 3 calls
+    for a, b in zip(want, got, strict=True):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("aligned", [True, False])

@@ -22,7 +22,7 @@ from conftest import write_mmsa_pickle
 from emodistill.data import load_dataset
 from emodistill.data.loader import BatchLoader, shard_bounds
 from emodistill.models import create_model
-from emodistill.models.dmd.config import DROPOUT_FIELDS
+from emodistill.models.layers.grouped_transformer import DROPOUT_FIELDS
 from emodistill.training.distributed import DistContext, wrap_model
 
 TOL = 1e-5

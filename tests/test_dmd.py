@@ -1,4 +1,4 @@
-"""DMD model: shapes, official sizes and sanity values (dmd-spec §2.3, §3, §4.6, §12), objective wiring."""
+"""DMD model: shapes, official sizes and sanity values (docs/dmd-spec.md §2.3, §3, §4.6, §12), objective wiring."""
 
 from __future__ import annotations
 
@@ -258,3 +258,59 @@ def test_evaluation_pass_folds_each_encoder_family_once(monkeypatch):
     calls.clear()
     predict(model, batches + batches)
     assert len(calls) == folds_per_pass  # twice the batches, no more folding
+
+
+def _count_folds(monkeypatch) -> list:
+    from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder
+
+    calls: list = []
+    fold = GroupedMulTEncoder._fold
+    monkeypatch.setattr(GroupedMulTEncoder, "_fold", lambda enc, sel: calls.append(sel) or fold(enc, sel))
+    return calls
+
+
+def test_default_inference_cache_is_a_no_op(monkeypatch):
+    """``MERModel.inference_cache`` is a ``nullcontext``: it sets no fold cache and touches no store."""
+    from contextlib import nullcontext
+
+    from emodistill.models.base import MERModel
+    from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder
+
+    model = create_model("late_fusion", UNALIGNED_LIKE).eval()
+    assert type(model).inference_cache is MERModel.inference_cache
+    store: dict = {}
+    ctx = model.inference_cache(store)
+    assert isinstance(ctx, nullcontext)
+    enc = GroupedMulTEncoder(2, 8, 2, 1, [0.0, 0.0]).eval()
+    x = torch.randn(2, 3, 4, 8)
+    calls = _count_folds(monkeypatch)
+    batch = make_batch(UNALIGNED_LIKE, 4)
+    batch.update(audio_lengths=torch.full((4,), 20), vision_lengths=torch.full((4,), 16))
+    with torch.no_grad():
+        want = model.predict(batch)
+        with ctx:
+            assert torch.equal(model.predict(batch), want)
+            enc(x)
+            enc(x)
+    assert len(calls) == 2 and store == {}  # an encoder inside the block still folds on every call
+
+
+def test_dmd_inference_cache_folds_once_across_calls_and_blocks(monkeypatch):
+    torch.manual_seed(0)
+    model = create_model("dmd", UNALIGNED_LIKE, **TINY).eval()
+    batches = [make_batch(UNALIGNED_LIKE, 4, seed=i) for i in range(3)]
+    want = [model.predict(b) for b in batches]  # outside the hook: folds every call
+    calls = _count_folds(monkeypatch)
+    model.predict(batches[0])
+    per_call = len(calls)
+    assert per_call >= 3  # at least one fold per encoder family
+    calls.clear()
+    store: dict = {}
+    with model.inference_cache(store):
+        got = [model.predict(b) for b in batches]
+    assert len(calls) == per_call  # three calls, one fold each
+    with model.inference_cache(store):  # a kept store carries the folded weights to the next block
+        again = model.predict(batches[0])
+    assert len(calls) == per_call and store
+    for a, b in zip(want + want[:1], got + [again], strict=True):
+        assert torch.equal(a, b)

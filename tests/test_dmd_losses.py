@@ -1,4 +1,4 @@
-"""DMD loss terms against references written from their definitions (dmd-spec §4)."""
+"""DMD loss terms against references written from their definitions (docs/dmd-spec.md §4)."""
 
 from __future__ import annotations
 
@@ -125,3 +125,19 @@ def test_mse_is_plain_mean():
 def test_task_losses_are_mean_l1():
     pred = {"x": torch.tensor([[1.0], [2.0]])}
     assert task_losses(pred, torch.tensor([0.0, 4.0]))["x"].item() == pytest.approx(1.5)
+
+
+def test_task_loss_switch():
+    """``task_loss`` (every model's task term): BCE of logits for binary, L1 or MSE for regression."""
+    from emodistill.models.base import task_loss
+
+    pred, y = torch.tensor([[1.0], [-2.0], [0.5]]), torch.tensor([0.0, 1.0, 1.0])
+    assert torch.equal(task_loss(pred, y, "regression"), torch.nn.functional.l1_loss(pred, y.view(-1, 1)))
+    assert torch.equal(task_loss(pred, y, "regression", "mse"), torch.nn.functional.mse_loss(pred, y.view(-1, 1)))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(pred, y.view(-1, 1))
+    assert torch.equal(task_loss(pred, y, "binary", "mse"), bce)  # the regression choice does not apply
+    assert torch.equal(task_losses({"x": pred}, y, "binary")["x"], bce)
+    with pytest.raises(ValueError, match="task 'multiclass' unknown"):
+        task_loss(pred, y, "multiclass")
+    with pytest.raises(ValueError, match="regression loss 'huber' unknown"):
+        task_loss(pred, y, "regression", "huber")

@@ -16,8 +16,8 @@ from emodistill.cli import main
 from emodistill.data import load_dataset
 from emodistill.data.loader import BatchLoader
 from emodistill.extract.errors import ExtractError, MissingExtraError, require
+from emodistill.inference.predictor import CheckpointNotPredictable, Predictor
 from emodistill.models.registry import load_checkpoint
-from emodistill.predict import CheckpointNotPredictable, Predictor
 
 pytest.importorskip("av", reason="the video extra is part of the test set-up")
 from media import blank_frames, face_frames, speech, write_video  # noqa: E402

@@ -1,4 +1,4 @@
-"""GD-Unit edges and losses against loop references written from dmd-spec §5."""
+"""GD-Unit edges and losses against loop references written from docs/dmd-spec.md §5."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import torch
 from emodistill.data import load_mmsa
 from emodistill.data.loader import BatchLoader
 from emodistill.models import create_model, list_models
-from emodistill.models.late_fusion import LateFusion, LateFusionConfig, masked_mean
+from emodistill.models.late_fusion import LateFusion, LateFusionConfig
+from emodistill.models.layers.pooling import masked_mean
 
 
 def _batch(path, n=6):

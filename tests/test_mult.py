@@ -1,4 +1,4 @@
-"""MulT encoder pieces against hand-built expectations (dmd-spec §3.9) and a plain reference encoder."""
+"""MulT encoder pieces against hand-built expectations (docs/dmd-spec.md §3.9) and a plain reference encoder."""
 
 from __future__ import annotations
 
@@ -312,6 +312,17 @@ def test_per_member_attention_dropout_rates_are_honoured():
         out = enc.train()(x)
     torch.testing.assert_close(out[0], ref[0])  # p = 0: no attention dropout in training either
     assert not torch.allclose(out[1], ref[1])
+
+
+@pytest.mark.parametrize("last_only", [True, False])
+def test_attention_dropout_with_a_batch_of_one_and_unequal_lengths(last_only):
+    """A last training batch of one sample, members of different lengths: the dropout rescale must not
+    assume a flat view of the per-head values (it raised before)."""
+    torch.manual_seed(5)
+    enc = GroupedMulTEncoder(3, 8, 2, 1, [0.2, 0.2, 0.2]).train()
+    out = enc([torch.randn(1, t, 8) for t in (16, 5, 20)], last_only=last_only)
+    assert [tuple(y.shape) for y in out] == ([(1, 8)] * 3 if last_only else [(1, 16, 8), (1, 5, 8), (1, 20, 8)])
+    assert all(torch.isfinite(y).all() for y in out)
 
 
 def test_fast_dropout_law_and_reproducibility():

@@ -3,7 +3,6 @@ numbers behind the edge matrix and the confusion matrix checked against hand com
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -16,12 +15,13 @@ import torch
 import yaml
 from conftest import write_mmsa_pickle
 
+from emodistill.cli import main
 from emodistill.data import load_dataset
 from emodistill.data.loader import BatchLoader
 from emodistill.models.registry import load_checkpoint
-from emodistill.report import add_report_arguments, cmd_report, write_report, write_reports
 from emodistill.report import analysis as A
 from emodistill.report import figures as F
+from emodistill.report import write_report, write_reports
 from emodistill.training.config import RunConfig
 from emodistill.training.fit import fit
 
@@ -236,9 +236,7 @@ def test_seed_root_gets_one_report_per_seed_and_the_cli(dmd_run, tmp_path, capsy
         write_report(root)
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         write_reports(tmp_path)
-    parser = argparse.ArgumentParser()
-    add_report_arguments(parser)
-    assert cmd_report(parser.parse_args([str(root), "-o", str(tmp_path / "out")])) == 0
+    assert main(["report", str(root), "-o", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     for seed in ("seed-1", "seed-2"):
         assert str(tmp_path / "out" / seed / "index.html") in printed

@@ -12,15 +12,16 @@ from pathlib import Path
 from emodistill.io import atomic_write
 
 
-def require_matplotlib() -> None:
-    """Raise an ImportError that names the extra to install if matplotlib is absent."""
+def require_matplotlib(what: str = "`emodistill report`") -> None:
+    """Raise an ImportError that names ``what`` needs it and the extra to install if matplotlib is absent."""
     try:
         import matplotlib  # noqa: F401
     except ImportError as e:
-        raise ImportError("`emodistill report` needs matplotlib: pip install 'emodistill[report]'") from e
+        raise ImportError(f"{what} needs matplotlib: pip install 'emodistill[report]'") from e
 
 
 def new_figure(width: float, height: float):
+    """An empty ``Figure`` of ``width`` x ``height`` inches with constrained layout, on the Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

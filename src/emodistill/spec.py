@@ -12,10 +12,26 @@ from dataclasses import asdict, dataclass, field
 MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
 """MMSA's modality keys, in the order MMSA lists feature dims (T, A, V)."""
 
+SHORT_NAMES: dict[str, str] = {"text": "l", "audio": "a", "vision": "v"}
+"""One-letter name of each modality (``l`` for language, as DMD and MulT write it): the keys inside those
+models and the ``<m>`` of :meth:`~emodistill.models.base.MERModel.interpret` keys (``features/homo/l``)."""
+LONG_NAMES: dict[str, str] = {short: long for long, short in SHORT_NAMES.items()}
+"""Inverse of :data:`SHORT_NAMES`: the batch / spec key (:data:`MODALITIES`) of each one-letter name."""
+LABEL_SUFFIXES: dict[str, str] = {"text": "T", "audio": "A", "vision": "V"}
+"""MMSA's suffix of each modality's unimodal label (CH-SIMS): ``label_T`` in ``label.csv``,
+``regression_labels_T`` in the feature pickles."""
+
 TASKS: tuple[str, str] = ("regression", "binary")
 """Prediction tasks: ``regression`` (MOSI/MOSEI/SIMS sentiment scores) or ``binary`` (UR-FUNNY humour,
 MUStARD sarcasm; labels 0/1, the model predicts one logit per clip)."""
 BINARY_LABEL_RANGE: tuple[float, float] = (0.0, 1.0)
+
+
+def is_binary_task(task: str) -> bool:
+    """The one regression/binary switch: True if ``task`` is ``"binary"``, where a model predicts one logit
+    per clip, labels are 0/1 and the task loss is the binary cross-entropy of the logits; False for
+    ``"regression"`` (scores, L1 loss)."""
+    return task == "binary"
 
 
 @dataclass(frozen=True)
@@ -61,17 +77,22 @@ class DatasetSpec:
             raise ValueError(f"DatasetSpec.label_range={self.label_range} must be an interval lo < hi")
         if self.task not in TASKS:
             raise ValueError(f"DatasetSpec.task={self.task!r}; expected one of {list(TASKS)}")
-        if self.task == "binary" and tuple(self.label_range) != BINARY_LABEL_RANGE:
+        if self.is_binary and tuple(self.label_range) != BINARY_LABEL_RANGE:
             raise ValueError(
                 f"DatasetSpec.label_range={self.label_range} for task 'binary'; expected {BINARY_LABEL_RANGE} "
                 "(labels are 0/1)"
             )
 
     @property
+    def is_binary(self) -> bool:
+        """True for a binary task (labels 0/1, predictions are logits); see :func:`is_binary_task`."""
+        return is_binary_task(self.task)
+
+    @property
     def metric_family(self) -> str:
         """``"binary"`` for binary tasks, ``"sims"`` for CH-SIMS (labels in [-1, 1]), otherwise ``"mosi"``
         (MOSI/MOSEI conventions)."""
-        if self.task == "binary":
+        if self.is_binary:
             return "binary"
         return "sims" if self.name.startswith("sims") else "mosi"
 

@@ -1,6 +1,6 @@
 """SHA-256 identification of MMSA's published feature files.
 
-MMSA's README lists a SHA-256 for each processed file it distributes (ecosystem notes §1.8). A file
+MMSA's README lists a SHA-256 for each processed file it distributes (docs/mmsa.md §3). A file
 whose hash is in that table is identified exactly (data set and alignment); a file that *claims* to be
 one of them (by its name and folder, or by an explicit ``dataset=``) but hashes differently is flagged,
 because published numbers were measured on the published bytes.

@@ -1,6 +1,6 @@
 """Reader for MMSA's processed feature pickles (CMU-MOSI, CMU-MOSEI, CH-SIMS).
 
-This is the only module that knows the pickle layout (ecosystem notes §1.7)::
+This is the only module that knows the pickle layout (docs/mmsa.md §2)::
 
     {"train" | "valid" | "test": {
         "text": (N, T_l, 768) BERT features,  "text_bert": (N, 3, T_l) [ids, mask, segments],
@@ -44,7 +44,7 @@ from emodistill.data.hashes import (
 )
 from emodistill.data.safe_pickle import safe_load
 from emodistill.data.types import SPLITS, DataValidationError, MMSAData, SplitData
-from emodistill.spec import MODALITIES, DatasetSpec
+from emodistill.spec import LABEL_SUFFIXES, MODALITIES, DatasetSpec
 
 DATASET_NAMES: tuple[str, ...] = ("mosi", "mosei", "sims", "synth", "custom")
 LABEL_RANGES: dict[str, tuple[float, float]] = {"sims": (-1.0, 1.0)}  # every other name: (-3, 3)
@@ -52,7 +52,7 @@ LABEL_RANGES: dict[str, tuple[float, float]] = {"sims": (-1.0, 1.0)}  # every ot
 _DIMS_TO_NAME: dict[tuple[int, int], str] = {(5, 20): "mosi", (74, 35): "mosei", (33, 709): "sims"}
 _REQUIRED = ("text", "audio", "vision", "regression_labels")
 _FEATURES = ("text", "text_bert", "audio", "vision")
-_UNIMODAL = ("T", "A", "V")
+_UNIMODAL = tuple(LABEL_SUFFIXES[m] for m in MODALITIES)  # T, A, V
 _LABEL_TOL = 1e-6  # labels are stored as float; allow rounding error at the range ends
 
 

@@ -1,7 +1,7 @@
 """Deterministic synthetic MOSI-shaped data set: the package's embedded default (``"synth"``).
 
 Real MMSA files cannot be redistributed, so the toolkit ships a generator that writes a file in the
-*same* pickle schema (ecosystem notes §1.7) to a cache dir and reads it back through
+*same* pickle schema (docs/mmsa.md §2) to a cache dir and reads it back through
 :func:`~emodistill.data.mmsa.load_mmsa`; the synthetic data exercise the real reader.
 
 Generative model (per clip; all draws from ``seed``; the "world" — projection and loading

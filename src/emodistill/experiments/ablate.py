@@ -61,15 +61,23 @@ ABLATIONS: dict[str, Variant] = {
 _CONFIG_CLASS = {"dmd": DMDConfig, "dhmd": DHMDConfig}
 
 
+def check_variants(names: list[str] | None = None) -> list[str]:
+    """``names`` (default: every variant, in table order), refusing an unknown one."""
+    names = list(ABLATIONS) if not names else list(names)
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"unknown ablation variant(s) {unknown}; expected some of {list(ABLATIONS)} "
+                         "(`emodistill ablate --list`)")
+    return names
+
+
 def variant_config(base: RunConfig, name: str) -> RunConfig:
     """``base`` with the variant's model and overrides; recipe keys the variant's model lacks are dropped.
 
     The recipe's model section (e.g. the official MOSI hyper-parameters) applies to every variant, so
     DMD and DHMD rows share all the values they have in common.
     """
-    if name not in ABLATIONS:
-        raise ValueError(f"ablation variant {name!r} unknown; expected some of {list(ABLATIONS)}")
-    v = ABLATIONS[name]
+    v = ABLATIONS[check_variants([name])[0]]
     cfg = copy.deepcopy(base)
     known = {f.name for f in fields(_CONFIG_CLASS[v.model])}
     model_cfg = {k: val for k, val in cfg.model_config.items() if k in known}
@@ -92,10 +100,7 @@ def run_ablation(
 ) -> dict[str, dict]:
     """Run the grid and write ``ablation.{md,csv,json}`` under ``root``; returns ``{variant: summary}``."""
     root = Path(root)
-    names = list(ABLATIONS) if not variants else list(variants)
-    for name in names:
-        if name not in ABLATIONS:
-            raise ValueError(f"ablation variant {name!r} unknown; expected some of {list(ABLATIONS)}")
+    names = check_variants(variants)
     summaries: dict[str, dict] = {}
     for name in names:
         log(f"=== ablation variant {name}: {ABLATIONS[name].description}")

@@ -1,6 +1,6 @@
 """Robustness curves: test metrics as one modality is removed, loses time steps, or gets noisier.
 
-MultiBench's affect protocol (Liang et al., NeurIPS 2021 datasets track; ecosystem notes §4.2) is the
+MultiBench's affect protocol (Liang et al., NeurIPS 2021 datasets track; docs/mmsa.md §7) is the
 reference, without its defects: every perturbation is seeded (a generator per modality, kind and level,
 so curves are reproducible and comparable across models), noise is scaled per feature by that feature's
 spread instead of a per-sample offset, and no sample is ever dropped (a perturbed sample is still scored).

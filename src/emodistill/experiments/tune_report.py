@@ -187,7 +187,7 @@ def write_outputs(study, base: dict[str, Any], space: dict[str, Param], run_dir:
     try:
         from emodistill.plots import require_matplotlib, save_png
 
-        require_matplotlib()
+        require_matplotlib("the figures of `emodistill tune`")
         save_png(history_figure(study), run_dir / "history.png")
         with warnings.catch_warnings():  # PED-ANOVA warns on few trials; the figure says what it can
             warnings.simplefilter("ignore")

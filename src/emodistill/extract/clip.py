@@ -1,7 +1,7 @@
 """One video -> raw (unnormalised, unpadded) features of every modality.
 
 :class:`ClipExtractor` holds the loaded audio, face, text and speech models, so a worker process loads
-them once and then runs clip after clip. The data set builder and :class:`~emodistill.predict.Predictor`
+them once and then runs clip after clip. The data set builder and :class:`~emodistill.inference.predictor.Predictor`
 both go through it, which is what makes a prediction see features made exactly as in training.
 """
 

@@ -36,6 +36,7 @@ from emodistill.extract.errors import ExtractError, MissingExtraError
 from emodistill.extract.features import fit_normalization, normalize, pad, sequences
 from emodistill.extract.labels import ClipJob, read_labels
 from emodistill.io import atomic_write
+from emodistill.spec import LABEL_SUFFIXES
 
 SPLITS = ("train", "valid", "test")
 _VERSIONED = ("numpy", "torch", "av", "librosa", "mediapipe", "cv2", "transformers", "faster_whisper", "opensmile")
@@ -169,7 +170,7 @@ def _split_dict(items, seqs, stats, lens, aligned: bool) -> dict[str, Any]:
     if not aligned:
         d["audio_lengths"] = np.array(out["audio_lengths"], dtype=np.int64)
         d["vision_lengths"] = np.array(out["vision_lengths"], dtype=np.int64)
-    for m in "TAV":
+    for m in LABEL_SUFFIXES.values():  # T, A, V
         if all(m in j.unimodal for j, _ in items):
             d[f"regression_labels_{m}"] = np.array([j.unimodal[m] for j, _ in items], dtype=np.float32)
     return d

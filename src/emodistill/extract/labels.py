@@ -20,6 +20,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emodistill.spec import LABEL_SUFFIXES
+
 SPLIT_ALIASES = {
     "train": "train",
     "valid": "valid",
@@ -88,7 +90,11 @@ def read_labels(csv_path: str | Path, videos_dir: str | Path) -> list[ClipJob]:
                 label=_number(row, "label", where),
                 split=split,
                 timing=timing,
-                unimodal={m: _number(row, f"label_{m}", where) for m in "TAV" if row.get(f"label_{m}", "") != ""},
+                unimodal={
+                    m: _number(row, f"label_{m}", where)
+                    for m in LABEL_SUFFIXES.values()
+                    if row.get(f"label_{m}", "") != ""
+                },
             )
         )
     if not jobs:

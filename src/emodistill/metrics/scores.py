@@ -1,7 +1,7 @@
 """Regression-to-class metrics for multimodal sentiment analysis, as MMSA defines them.
 
 The definitions follow MMSA's ``src/MMSA/utils/metricsTop.py`` (``__eval_mosei_regression`` and
-``__eval_sims_regression``; see ``/work/shared/reference/ecosystem.md`` §1.10 and ``dmd-spec.md`` §7),
+``__eval_sims_regression``; see ``docs/mmsa.md`` §4 and ``docs/dmd-spec.md`` §7),
 so numbers are comparable with the MMSA benchmark and with DMD, with three deliberate differences:
 
 * values are plain, unrounded Python floats (MMSA rounds to 4 decimals; use :func:`round_metrics`

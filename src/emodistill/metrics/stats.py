@@ -1,7 +1,7 @@
 """Multi-seed summaries: mean, sample standard deviation and Student-t confidence intervals.
 
-MMSA publishes only the mean over seeds 1111-1115 (``ecosystem.md`` §1.11) and DMD reports single
-runs; ``ecosystem.md`` §7 asks for mean +- sample std (ddof=1) and confidence intervals instead.
+MMSA publishes only the mean over seeds 1111-1115 (``docs/mmsa.md`` §5) and DMD reports single
+runs; this module gives mean +- sample std (ddof=1) and confidence intervals instead (``docs/mmsa.md`` §5).
 The interval is ``mean +- t_{(1+c)/2, n-1} * std / sqrt(n)``. The t quantile is computed here without
 scipy, by bisection on the t CDF, which is expressed through the regularized incomplete beta
 function evaluated with its continued fraction (Lentz's method; Numerical Recipes §6.4).

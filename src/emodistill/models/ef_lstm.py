@@ -22,8 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from emodistill.models.base import MERModel, ModelOutput
-from emodistill.models.late_fusion import _BatchNorm
-from emodistill.models.layers.mmsa_subnets import check_no_text_encoder, last_hidden, mask_lengths, text_mask
+from emodistill.models.layers.masking import mask_lengths, text_mask
+from emodistill.models.layers.mmsa_subnets import check_no_text_encoder
+from emodistill.models.layers.norms import BatchNorm
+from emodistill.models.layers.pooling import last_hidden
 from emodistill.models.registry import register_model
 from emodistill.spec import MODALITIES, DatasetSpec
 
@@ -68,7 +70,7 @@ class EFLSTM(MERModel):
         self.seq_len = lens["text"]
         in_dim = sum(spec.feature_dims[m] for m in MODALITIES)
         h = config.hidden
-        self.norm = _BatchNorm(self.seq_len)
+        self.norm = BatchNorm(self.seq_len)
         # nn.LSTM applies its dropout between layers only (and warns if there is one layer)
         self.lstm = nn.LSTM(
             in_dim, h, num_layers=config.num_layers, batch_first=True,
@@ -105,7 +107,11 @@ class EFLSTM(MERModel):
         return ModelOutput(prediction=self.head(self.encode(batch)))  # (B, 1)
 
 
-@register_model("ef_lstm", "Early-fusion LSTM over per-step concatenated aligned modalities (MMSA baseline)")
+@register_model(
+    "ef_lstm",
+    "Early-fusion LSTM over per-step concatenated aligned modalities (MMSA baseline)",
+    config=EFLSTMConfig,
+)
 def ef_lstm(spec: DatasetSpec, *, text_encoder: str | None = None, **cfg) -> EFLSTM:
     """Build :class:`EFLSTM` for an aligned ``spec``; ``cfg`` holds :class:`EFLSTMConfig` fields."""
     check_no_text_encoder("ef_lstm", text_encoder)

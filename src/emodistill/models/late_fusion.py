@@ -1,5 +1,7 @@
-"""Late-fusion DNN baseline (LF-DNN as benchmarked in MMSA; Williams et al., "Recognizing Emotions in
-Video Using Multimodal DNN Feature Fusion", ACL-W 2018; Yu et al., CH-SIMS, ACL 2020).
+"""A light late-fusion baseline with selectable modalities: every modality, text included, mean-pooled
+over its valid steps and encoded by a two-layer subnet, then a fusion MLP. It follows the LF-DNN design
+(Williams et al., "Recognizing Emotions in Video Using Multimodal DNN Feature Fusion", ACL-W 2018; Yu et
+al., CH-SIMS, ACL 2020) but is not MMSA's LF_DNN, which :mod:`emodistill.models.lf_dnn` reproduces.
 
 Per modality: masked mean over the valid time steps -> batch norm -> small MLP ("subnet"); the
 subnet outputs are concatenated and a fusion MLP predicts the score. Unlike MMSA's LF_DNN the text
@@ -12,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.layers.masking import text_mask
+from emodistill.models.layers.norms import BatchNorm
+from emodistill.models.layers.pooling import masked_mean
 from emodistill.models.registry import register_model
 from emodistill.spec import MODALITIES, DatasetSpec
 
@@ -47,34 +51,13 @@ class LateFusionConfig:
             raise ValueError(f"LateFusionConfig.dropout={self.dropout} must be in [0, 1)")
 
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` (B, T, D) over the steps where ``mask`` (B, T) is true -> (B, D).
-
-    A sample with no valid step gives zeros (not NaN).
-    """
-    m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
-
-
-class _BatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d that falls back to running statistics for a training batch of one sample
-    (a last incomplete batch of size 1 would otherwise raise)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training and x.shape[0] == 1:
-            return F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
-            )
-        return super().forward(x)
-
-
 class SubNet(nn.Module):
     """Pooled features (B, D) -> (B, H): batch norm, dropout, two ReLU layers."""
 
     def __init__(self, in_dim: int, hidden: int, dropout: float) -> None:
         super().__init__()
         # Batch norm standardises features whose scales differ by orders of magnitude (COVAREP, FACET).
-        self.norm = _BatchNorm(in_dim)
+        self.norm = BatchNorm(in_dim)
         self.net = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
         )
@@ -100,11 +83,9 @@ class LateFusion(MERModel):
 
     def valid_mask(self, batch: dict[str, Tensor], modality: str) -> Tensor:
         """(B, T) True on the steps of ``modality`` that hold data."""
-        x = batch[modality]  # (B, T, D)
         if modality == "text":
-            if "text_bert" in batch:
-                return batch["text_bert"][:, 1] > 0.5  # (B, T_l) BERT input mask
-            return (x != 0).any(-1)  # no ids: real tokens are the non-zero rows
+            return text_mask(batch)  # (B, T_l): the BERT input mask, else the non-zero rows
+        x = batch[modality]  # (B, T, D)
         steps = torch.arange(x.shape[1], device=x.device)  # (T,)
         mask = steps[None, :] < batch[f"{modality}_lengths"][:, None]  # (B, T)
         if self.spec.aligned:
@@ -133,7 +114,11 @@ class LateFusion(MERModel):
         return ModelOutput(prediction=self.fusion(self.encode(batch)))  # (B, 1)
 
 
-@register_model("late_fusion", "LF-DNN-style late fusion of mean-pooled modalities (MMSA baseline)")
+@register_model(
+    "late_fusion",
+    "LF-DNN-style late fusion of mean-pooled modalities (MMSA baseline)",
+    config=LateFusionConfig,
+)
 def late_fusion(
     spec: DatasetSpec,
     *,

@@ -1,6 +1,6 @@
-"""Late-fusion DNN baseline, MMSA's LF_DNN (``src/MMSA/models/singleTask/LF_DNN.py``; Williams et al.,
-"Recognizing Emotions in Video Using Multimodal DNN Feature Fusion", ACL-W 2018; Yu et al., CH-SIMS,
-ACL 2020).
+"""MMSA's LF_DNN reproduced as benchmarked (``src/MMSA/models/singleTask/LF_DNN.py``): a text LSTM and
+time-averaged audio/vision subnets fused late by a post-fusion MLP (Williams et al., "Recognizing Emotions
+in Video Using Multimodal DNN Feature Fusion", ACL-W 2018; Yu et al., CH-SIMS, ACL 2020).
 
 Audio and vision are averaged over time and encoded by MMSA's ``SubNet`` (batch norm, dropout, three
 ReLU layers); text is read by an LSTM (``TextSubNet``). The three vectors are concatenated and a
@@ -78,7 +78,7 @@ class LFDNN(MERModel):
         return ModelOutput(prediction=self.post_fusion(self.encode(batch)))  # (B, 1)
 
 
-@register_model("lf_dnn", "MMSA's LF-DNN: text LSTM + pooled audio/vision subnets, late fusion MLP")
+@register_model("lf_dnn", "MMSA's LF-DNN: text LSTM + pooled audio/vision subnets, late fusion MLP", config=LFDNNConfig)
 def lf_dnn(spec: DatasetSpec, *, text_encoder: str | None = None, **cfg) -> LFDNN:
     """Build :class:`LFDNN` for ``spec``; ``cfg`` holds :class:`LFDNNConfig` fields."""
     check_no_text_encoder("lf_dnn", text_encoder)

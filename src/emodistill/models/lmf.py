@@ -9,7 +9,8 @@ multilinearity the tensor is never built (paper §3.2, Eq. 5-6):
 
 with modality-specific factors ``W_m^(i)`` of shape ``(H_m + 1, 1)``, fusion weights ``w`` (r,) and bias
 ``b``. The unimodal encoders are those of TFN (:mod:`emodistill.models.layers.mmsa_subnets`); the text output size is
-``text_hidden // 2`` as in MMSA.
+``text_hidden // 2`` as in MMSA. The constant 1 is prepended by TFN's own ``with_one``
+(:mod:`emodistill.models.tfn`), since LMF factorises exactly TFN's fusion tensor.
 
 Choices taken from MMSA (and the authors' code it follows):
 
@@ -36,7 +37,7 @@ from torch import Tensor, nn
 from emodistill.models.base import MERModel, ModelOutput
 from emodistill.models.layers.mmsa_subnets import SubNetConfig, UnimodalEncoders, check_no_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.models.tfn import with_one
+from emodistill.models.tfn import with_one  # TFN's [1; h]: LMF factorises TFN's fusion tensor
 from emodistill.spec import DatasetSpec
 
 
@@ -121,7 +122,7 @@ class LMF(MERModel):
         return ModelOutput(prediction=y)
 
 
-@register_model("lmf", "Low-rank Multimodal Fusion (Liu et al., ACL 2018), MMSA's version")
+@register_model("lmf", "Low-rank Multimodal Fusion (Liu et al., ACL 2018), MMSA's version", config=LMFConfig)
 def lmf(spec: DatasetSpec, *, text_encoder: str | None = None, **cfg) -> LMF:
     """Build :class:`LMF` for ``spec``; ``cfg`` holds :class:`LMFConfig` fields."""
     check_no_text_encoder("lmf", text_encoder)

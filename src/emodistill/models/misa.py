@@ -37,15 +37,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.base import MERModel, ModelOutput, task_loss
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.spec import DatasetSpec
+from emodistill.spec import SHORT_NAMES, DatasetSpec
 
 MODS = ("text", "vision", "audio")
 """MISA's modality order (t, v, a): the fusion transformer reads private t, v, a then shared t, v, a."""
-SHORT = {"text": "l", "vision": "v", "audio": "a"}
-"""Report names (:meth:`MERModel.interpret` convention)."""
 
 
 @dataclass
@@ -289,21 +287,16 @@ class MISA(MERModel):
     def predict_and_interpret(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Scores ``(B,)`` and :meth:`interpret`'s quantities from one forward pass."""
         out = self(batch)
-        named = {f"features/shared/{SHORT[m]}": out.shared[m] for m in MODS}
-        named.update({f"features/private/{SHORT[m]}": out.private[m] for m in MODS})
+        named = {f"features/shared/{SHORT_NAMES[m]}": out.shared[m] for m in MODS}
+        named.update({f"features/private/{SHORT_NAMES[m]}": out.private[m] for m in MODS})
         return out.prediction.view(-1), named
 
     # ------------------------------------------------------------------ objective
     def compute_losses(self, output: MISAOutput, labels: Tensor) -> dict[str, Tensor]:
         """``task + diff_weight * diff + sim_weight * sim + recon_weight * recon`` (MMSA's MISA trainer) and
         each term, detached."""
-        cfg, y = self.config, labels.view(-1, 1)
-        if self.spec.task == "binary":  # predictions are logits, labels 0/1
-            task = F.binary_cross_entropy_with_logits(output.prediction, y)
-        elif cfg.task_loss == "mse":
-            task = F.mse_loss(output.prediction, y)
-        else:
-            task = F.l1_loss(output.prediction, y)
+        cfg = self.config
+        task = task_loss(output.prediction, labels, self.spec.task, cfg.task_loss)
         s, p = output.shared, output.private
         diff = (
             diff_loss(p["text"], s["text"])
@@ -325,7 +318,7 @@ class MISA(MERModel):
         return {"loss": loss, **{name: v.detach() for name, v in terms.items()}}
 
 
-@register_model("misa", "MISA (Hazarika et al., ACM MM 2020): shared/private subspaces, MMSA's MISA")
+@register_model("misa", "MISA (Hazarika et al., ACM MM 2020): shared/private subspaces, MMSA's MISA", config=MISAConfig)
 def misa(spec: DatasetSpec, **cfg) -> MISA:
     """Build :class:`MISA` for ``spec`` from :class:`MISAConfig` keyword arguments."""
     return MISA(spec, MISAConfig(**cfg))

@@ -25,22 +25,25 @@ code and MMSA before that commit add it. ``position_embedding=True`` (default) f
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from emodistill.models.base import MERModel, ModelOutput
-from emodistill.models.dmd.config import DROPOUT_FIELDS  # the same eight rates as DMD
-from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder, fast_dropout
+from emodistill.models.layers.grouped_transformer import (
+    DROPOUT_FIELDS,
+    GroupedMulTEncoder,
+    fast_dropout,
+    folded_weight_cache,
+)
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.spec import DatasetSpec
+from emodistill.spec import LONG_NAMES, MODALITIES, SHORT_NAMES, DatasetSpec
 
-MODS = ("l", "a", "v")
-"""MMSA's MulT modality order (text, audio, vision)."""
-SPEC_KEY = {"l": "text", "a": "audio", "v": "vision"}
-"""Batch / spec key of each modality."""
+MODS = tuple(SHORT_NAMES[m] for m in MODALITIES)
+"""MMSA's MulT modality order ``l, a, v`` (text, audio, vision); batch / spec keys: ``LONG_NAMES[m]``."""
 CROSS_PAIRS = (("l", "a"), ("l", "v"), ("a", "l"), ("a", "v"), ("v", "l"), ("v", "a"))
 """Crossmodal transformers as (target/query, source/key-value), grouped by target: members ``2i`` and
 ``2i + 1`` feed target ``MODS[i]``'s mem transformer (concatenated in this order, as MMSA)."""
@@ -140,7 +143,7 @@ class MulT(MERModel):
         cfg = config
         d = cfg.d_model
         self.text_model = build_text_encoder(cfg, spec, "MulT")
-        dims = {m: spec.feature_dims[SPEC_KEY[m]] for m in MODS}
+        dims = {m: spec.feature_dims[LONG_NAMES[m]] for m in MODS}
         if self.text_model is not None:
             dims["l"] = self.text_model.hidden_size
         self.in_dims = dims
@@ -165,7 +168,7 @@ class MulT(MERModel):
 
     def _inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Channel-first inputs ``(B, D_m, T_m)``, text through BERT and text dropout."""
-        keys = {"l": "text_bert" if self.text_model is not None else "text", "a": "audio", "v": "vision"}
+        keys = {m: "text_bert" if m == "l" and self.text_model is not None else LONG_NAMES[m] for m in MODS}
         for m, key in keys.items():
             if key not in batch:
                 raise KeyError(f"MulT batch lacks {key!r} (has {sorted(batch)})")
@@ -194,8 +197,13 @@ class MulT(MERModel):
         h = self.crossmodal([seq[t] for t, _ in CROSS_PAIRS], [seq[s] for _, s in CROSS_PAIRS])  # 6 x (B, T'_t, d)
         mem_in = [torch.cat([h[2 * i], h[2 * i + 1]], dim=-1) for i in range(3)]  # 3 x (B, T'_m, 2d)
         last = self.mem(mem_in, last_only=True)  # 3 x (B, 2d): the last time step only
-        last_h = {SPEC_KEY[m]: last[i] for i, m in enumerate(MODS)}
+        last_h = {LONG_NAMES[m]: last[i] for i, m in enumerate(MODS)}
         return last_h, torch.cat(last, dim=1)  # (B, 6d), order l, a, v
+
+    def inference_cache(self, store: dict | None = None) -> AbstractContextManager[None]:
+        """:func:`~emodistill.models.layers.grouped_transformer.folded_weight_cache`: the encoder families fold
+        their LayerNorms once for the whole block, not once per call; see :meth:`MERModel.inference_cache`."""
+        return folded_weight_cache(store)
 
     def classify(self, fused: Tensor) -> Tensor:
         """Residual projection head: ``(B, 6d) -> (B, 1)``."""
@@ -217,7 +225,7 @@ class MulT(MERModel):
         return MulTOutput(prediction=self.classify(fused), last_h=last_h, fused=fused)
 
 
-@register_model("mult", "Multimodal Transformer (Tsai et al., ACL 2019), MMSA's MULT without CTC")
+@register_model("mult", "Multimodal Transformer (Tsai et al., ACL 2019), MMSA's MULT without CTC", config=MulTConfig)
 def mult(spec: DatasetSpec, **cfg) -> MulT:
     """Build :class:`MulT` for ``spec`` from :class:`MulTConfig` keyword arguments."""
     return MulT(spec, MulTConfig(**cfg))

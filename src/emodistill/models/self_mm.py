@@ -47,7 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from emodistill.models.base import MERModel, ModelOutput
+from emodistill.models.base import MERModel, ModelOutput, task_loss
+from emodistill.models.layers.masking import text_mask
+from emodistill.models.layers.pooling import masked_mean
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
 from emodistill.spec import DatasetSpec
@@ -313,7 +315,7 @@ class SelfMM(MERModel):
                           "share of the batch only; train it with one process")
 
     def __init__(self, spec: DatasetSpec, config: SelfMMConfig) -> None:
-        if getattr(spec, "task", "regression") != "regression":
+        if spec.is_binary:
             raise ValueError(
                 f"self_mm supports regression only (spec {spec.name!r} has task={spec.task!r}): its unimodal "
                 "label generation moves signed sentiment scores"
@@ -338,12 +340,6 @@ class SelfMM(MERModel):
         self.heads = nn.ModuleDict({h: Head(in_dims[h], dims[h], drops[h]) for h in HEADS})
         self.ulgm = ULGM(dims, cfg.label_clip, cfg.exclude_zero, cfg.warmup_epochs, cfg.num_train)
 
-    def _text_mask(self, batch: dict[str, Tensor]) -> Tensor:
-        """(B, T_l) True on real tokens: the BERT mask if present, else the non-zero rows of ``text``."""
-        if "text_bert" in batch:
-            return batch["text_bert"][:, 1] > 0.5
-        return (batch["text"] != 0).any(-1)
-
     def _text(self, batch: dict[str, Tensor]) -> Tensor:
         """Pooled text representation (B, D_l) or (B, H_bert)."""
         if self.text_model is not None:
@@ -354,8 +350,7 @@ class SelfMM(MERModel):
             tokens = batch["text"]  # (B, T_l, D_l)
         if self.config.text_pooling == "first":
             return tokens[:, 0]  # (B, D): [CLS]
-        m = self._text_mask(batch).to(tokens.dtype).unsqueeze(-1)  # (B, T_l, 1)
-        return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
+        return masked_mean(tokens, text_mask(batch))  # (B, D): mean over the real tokens
 
     def forward(self, batch: dict[str, Tensor]) -> SelfMMOutput:
         """Score each clip with the four heads.
@@ -369,7 +364,7 @@ class SelfMM(MERModel):
         """
         text = self._text(batch)  # (B, D_t)
         if self.spec.aligned:  # aligned files pad audio/vision on the word timeline: MMSA packs by text length
-            len_a = len_v = self._text_mask(batch).sum(1)  # (B,)
+            len_a = len_v = text_mask(batch).sum(1)  # (B,)
         else:
             len_a, len_v = batch["audio_lengths"], batch["vision_lengths"]
         audio = self.audio_model(batch["audio"], len_a)  # (B, audio_out)
@@ -396,7 +391,7 @@ class SelfMM(MERModel):
             ``loss`` (differentiable total), ``task`` (fusion L1) and ``uni_<s>`` per modality (detached).
         """
         y = labels.view(-1).float()  # (B,)
-        task = F.l1_loss(output.prediction.view(-1), y)
+        task = task_loss(output.prediction, y, self.spec.task)  # regression: the fusion L1
         if not output.training:
             return {"loss": task, "task": task.detach()}
         if output.index is None:
@@ -427,7 +422,11 @@ class SelfMM(MERModel):
         return groups
 
 
-@register_model("self_mm", "Self-MM (Yu et al., AAAI 2021): multi-task learning with self-generated unimodal labels")
+@register_model(
+    "self_mm",
+    "Self-MM (Yu et al., AAAI 2021): multi-task learning with self-generated unimodal labels",
+    config=SelfMMConfig,
+)
 def self_mm(spec: DatasetSpec, **cfg) -> SelfMM:
     """Build :class:`SelfMM` for ``spec`` from :class:`SelfMMConfig` keyword arguments."""
     return SelfMM(spec, SelfMMConfig(**cfg))

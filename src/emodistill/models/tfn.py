@@ -13,7 +13,7 @@ Choices taken from MMSA:
 * Regression output is squashed to the label range: ``sigmoid(y) * output_range + output_shift``, with
   MMSA's ``output_range = 6``, ``output_shift = -3`` for MOSI/MOSEI. We take them from the spec's
   ``label_range`` (``hi - lo``, ``lo``), which equals MMSA's constants for MOSI/MOSEI (MMSA keeps 6/-3
-  even for SIMS, whose labels lie in [-1, 1]). For ``task == "binary"`` the output is the raw logit.
+  even for SIMS, whose labels lie in [-1, 1]). For a binary task the output is the raw logit.
 * MMSA's TFN trainer applies no weight decay (its optimiser is built without one).
 
 MMSA's version reads the precomputed 768-d BERT ``text`` features; no BERT fine-tuning is offered.
@@ -33,7 +33,8 @@ from emodistill.spec import DatasetSpec
 
 
 def with_one(h: Tensor) -> Tensor:
-    """Prepend a constant 1 to every vector: (B, H) -> (B, 1 + H)."""
+    """Prepend a constant 1 to every vector: (B, H) -> (B, 1 + H). Also used by :mod:`~emodistill.models.lmf`,
+    whose low-rank fusion factorises this model's fusion tensor."""
     return torch.cat([h.new_ones(h.shape[0], 1), h], dim=1)  # (B, 1 + H)
 
 
@@ -101,12 +102,12 @@ class TFN(MERModel):
             a logit for binary tasks.
         """
         y = self.post_fusion(self.encode(batch))  # (B, 1)
-        if self.spec.task == "regression":
+        if not self.spec.is_binary:
             y = torch.sigmoid(y) * self.output_range + self.output_shift  # (B, 1) inside label_range
         return ModelOutput(prediction=y)
 
 
-@register_model("tfn", "Tensor Fusion Network (Zadeh et al., EMNLP 2017), MMSA's version")
+@register_model("tfn", "Tensor Fusion Network (Zadeh et al., EMNLP 2017), MMSA's version", config=TFNConfig)
 def tfn(spec: DatasetSpec, *, text_encoder: str | None = None, **cfg) -> TFN:
     """Build :class:`TFN` for ``spec``; ``cfg`` holds :class:`TFNConfig` fields."""
     check_no_text_encoder("tfn", text_encoder)

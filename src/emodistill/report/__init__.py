@@ -13,19 +13,17 @@ One self-contained ``index.html`` with PNG figures beside it (default ``RUN_DIR/
 
 Figures that need the model's features are skipped, with the reason on the page, when the data or the
 checkpoint cannot be loaded; the others need only the run files. Requires the ``report`` extra
-(matplotlib, scikit-learn). ``write_report`` is imported lazily so that the CLI parser stays light.
+(matplotlib, scikit-learn). ``write_report`` is imported lazily, so that importing this package stays light.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from emodistill.report.command import add_report_arguments, cmd_report
-
 if TYPE_CHECKING:
     from emodistill.report.build import write_report, write_reports
 
-__all__ = ["add_report_arguments", "cmd_report", "write_report", "write_reports"]
+__all__ = ["write_report", "write_reports"]
 
 
 def __getattr__(name: str) -> Any:

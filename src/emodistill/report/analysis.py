@@ -17,9 +17,11 @@ import numpy as np
 
 from emodistill.metrics.scores import _SIMS_EDGES, _sims_bins
 from emodistill.models.dmd.gd_unit import EDGE_NAMES, EDGE_STUDENT, EDGE_TEACHER
+from emodistill.models.dmd.model import MODS as DMD_MODALITIES
+from emodistill.spec import is_binary_task
 
-GD_MODALITIES = ("L", "V", "A")
-"""Row/column labels of an edge matrix (GD index 0 = L, 1 = V, 2 = A)."""
+GD_MODALITIES = tuple(m.upper() for m in DMD_MODALITIES)
+"""Row/column labels of an edge matrix: ``("L", "V", "A")`` (GD index 0 = L, 1 = V, 2 = A)."""
 
 ACC7_CLASSES = ("-3", "-2", "-1", "0", "1", "2", "3")
 SIMS5_CLASSES = ("[-1,-0.7]", "(-0.7,-0.1]", "(-0.1,0.1]", "(0.1,0.7]", "(0.7,1]")
@@ -63,7 +65,7 @@ def edge_history(history: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, n
 def label_classes(y: np.ndarray, task: str, family: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Class index (N,) of each ground-truth label and the class names."""
     y = np.asarray(y, dtype=np.float64)
-    if task == "binary":
+    if is_binary_task(task):
         return (y >= 0.5).astype(np.int64), BINARY_CLASSES
     return _regression_classes(y, family)
 
@@ -71,7 +73,7 @@ def label_classes(y: np.ndarray, task: str, family: str) -> tuple[np.ndarray, tu
 def prediction_classes(p: np.ndarray, task: str, family: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Class index (N,) of each prediction (a score, or a logit for binary tasks) and the class names."""
     p = np.asarray(p, dtype=np.float64)
-    if task == "binary":
+    if is_binary_task(task):
         return (p > 0).astype(np.int64), BINARY_CLASSES
     return _regression_classes(p, family)
 

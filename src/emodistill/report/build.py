@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from emodistill import __version__
+from emodistill.models.dmd.model import MODS as DMD_MODALITIES
+from emodistill.plots import require_matplotlib, save_png
 from emodistill.report import analysis as A
 from emodistill.report import figures as F
 from emodistill.report.collect import (
@@ -31,9 +33,10 @@ from emodistill.report.collect import (
     read_run,
 )
 from emodistill.report.html import FigureItem, Section, render_page
+from emodistill.spec import is_binary_task
 
 SPACE_ORDER = ("homo", "hetero")
-MOD_ORDER = ("l", "v", "a")
+MOD_ORDER = DMD_MODALITIES  # l, v, a
 SPACE_NAMES = {"homo": "homogeneous (modality-irrelevant, shared)", "hetero": "heterogeneous (modality-exclusive)"}
 MAX_HEATMAP_ROWS = 400
 
@@ -73,7 +76,7 @@ def write_report(
     Returns:
         The output folder; the page is ``out_dir/index.html``.
     """
-    F.require_matplotlib()
+    require_matplotlib()
     run = read_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.run_dir / "report"
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "index.html").is_file())):
@@ -175,7 +178,7 @@ def _build(run: RunFiles, out: Path, *, max_points: int, device: str, data: str 
 
 
 def _save(fig, out: Path, name: str, alt: str, caption: str) -> FigureItem:
-    F.save_png(fig, out / name)
+    save_png(fig, out / name)
     return FigureItem(name, alt, caption)
 
 
@@ -301,14 +304,14 @@ def _predictions_section(run: RunFiles, pred: TestPredictions | None, out: Path,
     counts = A.confusion_matrix(t_idx, p_idx, len(names))
     acc = float(np.trace(counts) / counts.sum())
     kind = {"binary": "2-class (logit > 0)", "sims": "SIMS 5-class"}.get(
-        "binary" if run.task == "binary" else run.family, "7-class (Acc-7 rounding)")
+        "binary" if is_binary_task(run.task) else run.family, "7-class (Acc-7 rounding)")
     record["confusion"] = {"classes": list(names), "rows": "true", "cols": "predicted",
                            "counts": counts.tolist(), "source": pred.source}
     s.figures.append(_save(
         F.confusion_figure(counts, names, f"{kind}, accuracy {acc:.3f}"), out, "confusion.png",
         f"{kind} confusion matrix of the test split, true class in rows, predicted class in columns",
         f"Test confusion matrix, {kind}, from {pred.source}. Row = true class, column = predicted class."))
-    if run.task == "binary":
+    if is_binary_task(run.task):
         fig = F.binary_strip_figure(pred.label, pred.prediction, "Test logits by true label")
         s.figures.append(_save(fig, out, "predictions.png", "Strip plot of test logits for each true label",
                                "Test logits per true label; the dashed line is the decision threshold."))

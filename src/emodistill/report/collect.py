@@ -172,12 +172,11 @@ def collect_interpretation(model: torch.nn.Module, split, batch_size: int = 64,
         sample (N, ...); ``{}`` for a model without ``interpret``.
     """
     from emodistill.data.loader import BatchLoader
-    from emodistill.models.layers.grouped_transformer import folded_weight_cache
 
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
     preds, labels, index = [], [], []
-    with torch.no_grad(), folded_weight_cache():  # fixed weights: fold the transformers' once
+    with torch.no_grad(), model.inference_cache():  # fixed weights: DMD/MulT fold their encoders once
         for batch in BatchLoader(split, batch_size, shuffle=False, device=device):
             if hasattr(model, "predict_and_interpret"):  # one forward pass for both
                 scores, named = model.predict_and_interpret(batch)

@@ -1,6 +1,6 @@
-"""Matplotlib figures of the report. The only module that imports matplotlib (lazily: it is the ``report``
-extra); figures are built on the object API with the Agg canvas, so no pyplot global state and no
-display are involved. Each function takes arrays and returns a ``Figure``; :func:`save_png` writes it.
+"""The report's figures. Each function takes arrays and returns a ``Figure`` made by
+:func:`emodistill.plots.new_figure` (matplotlib's object API on the Agg canvas: no pyplot global state, no
+display); :func:`emodistill.plots.save_png` writes it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from emodistill.models.dmd.gd_unit import EDGE_NAMES
-from emodistill.plots import new_figure, save_png  # noqa: F401  (save_png: the report's writer)
+from emodistill.plots import new_figure
 from emodistill.report.analysis import GD_MODALITIES
 
 MODALITY_NAMES = {"l": "language (L)", "v": "vision (V)", "a": "audio (A)"}
+"""Legend name of each one-letter modality (the DMD paper's names)."""
 MODALITY_COLOURS = {"l": "#1f77b4", "v": "#2ca02c", "a": "#d62728"}
 
 

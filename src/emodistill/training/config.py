@@ -2,31 +2,42 @@
 
 A recipe is a YAML file with up to three sections::
 
-    model: {name: dmd, d: 50, ...}      # name + keyword arguments of create_model
-    train: {lr: 1.0e-4, ...}            # fields of TrainConfig
-    data:  {source: synth, ...}         # fields of DataConfig
+    model: {name: dmd, d_model: 50, ...}   # name + keyword arguments of create_model (its config's fields)
+    train: {lr: 1.0e-4, ...}               # fields of TrainConfig
+    data:  {source: synth, ...}            # fields of DataConfig
 
 plus an optional ``search:`` section, the hyper-parameter ranges of ``emodistill tune``
 (:mod:`emodistill.experiments.search_space`); training ignores it.
 
-Values given on the command line as ``--train.lr 3e-4`` or ``--model.d 30`` override the recipe, and the
-fully resolved result is written to ``config.yaml`` in the run directory.
+:func:`make_config` builds a :class:`RunConfig` from a recipe, a model name, a data source and
+overrides such as ``("train.lr", "3e-4")`` or ``("model.d_model", "30")`` (on the command line
+``--train.lr 3e-4 --model.d_model 30``); every value is converted to its field's type
+(:mod:`emodistill.training.fields`), and the fully resolved result is written to ``config.yaml`` in the
+run directory. :func:`config_help` lists every field with its type, default and docstring.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import typing
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from emodistill.training.fields import convert, describe_field, field_docs
+
+if TYPE_CHECKING:
+    from emodistill.data.types import MMSAData
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation and model selection. Defaults reproduce the official DMD recipe (dmd-spec §6)."""
+    """Optimisation and model selection. Defaults reproduce the official DMD recipe."""
 
     lr: float = 1e-4
     """Adam learning rate (one parameter group; a BERT text encoder shares it, as in the official code)."""
@@ -47,7 +58,9 @@ class TrainConfig:
     scheduler: str = "plateau"
     """"plateau" (ReduceLROnPlateau on validation loss) or "none"."""
     plateau_factor: float = 0.5
+    """Factor by which ReduceLROnPlateau multiplies the learning rate."""
     plateau_patience: int = 5
+    """Epochs without a validation-loss improvement before ReduceLROnPlateau lowers the learning rate."""
     early_stop: int = 10
     """Stop after this many epochs without a validation-loss improvement of at least 1e-6."""
     max_epochs: int | None = None
@@ -103,6 +116,13 @@ class DataConfig:
     replace_nonfinite: bool = False
     """Replace NaN/inf features by 0 instead of refusing the file (audio -inf is always set to 0)."""
 
+    def load(self) -> MMSAData:
+        """Read the data set these settings describe (:func:`emodistill.data.load_dataset`)."""
+        from emodistill.data import load_dataset
+
+        return load_dataset(self.source, dataset=self.dataset, strict_hash=self.strict_hash,
+                            replace_nonfinite=self.replace_nonfinite, options=self.options)
+
 
 @dataclass
 class RunConfig:
@@ -136,11 +156,13 @@ class RunConfig:
 
 
 def _build(cls, values: dict[str, Any], origin: str):
+    """``cls(**values)`` with every value converted to its field's type."""
     names = {f.name for f in fields(cls)}
     unknown = set(values) - names
     if unknown:
         raise ValueError(f"{origin}: unknown key(s) {sorted(unknown)}; expected some of {sorted(names)}")
-    return cls(**values)
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: convert(v, hints[k], f"{origin}.{k}") for k, v in values.items()})
 
 
 def recipe_dir() -> Path:
@@ -172,19 +194,143 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
     return d
 
 
-def apply_overrides(d: dict[str, Any], overrides: list[tuple[str, str]]) -> dict[str, Any]:
-    """Apply ``("train.lr", "3e-4")``-style overrides; values are parsed as YAML scalars/lists."""
+SECTIONS = {"train": TrainConfig, "data": DataConfig}
+"""The sections of a recipe that are dataclasses of this module (``model`` depends on the model)."""
+
+
+def make_config(
+    recipe: str | Path | dict[str, Any] | None = None,
+    *,
+    model: str | None = None,
+    data: str | None = None,
+    overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+    max_epochs: int | None = None,
+    device: str | None = None,
+    field_models: Sequence[str] | None = None,
+) -> RunConfig:
+    """The configuration of a run: a recipe, then ``model`` / ``data`` / ``max_epochs`` / ``device``, then
+    ``overrides``, every value converted to and checked against its field's type.
+
+    Args:
+        recipe: a YAML path, a shipped recipe name (``emodistill recipes``) or a recipe dict; None: the
+            defaults (model dmd on the synthetic data).
+        model: registered model name; a recipe written for another model loses its model section.
+        data: data source (``data.source``): ``synth``, a ``.pkl`` path or a data-set directory.
+        overrides: ``{key: value}`` or ``(key, value)`` pairs such as ``("train.lr", "3e-4")`` or
+            ``("model.d_model", 30)``; string values are command-line text (``--train.lr 3e-4``),
+            converted to the field's type.
+        max_epochs: ``train.max_epochs``.
+        device: ``train.device``.
+        field_models: other models whose fields ``model.*`` keys may also name (besides the configured
+            model's); an ablation grid that trains several models passes them.
+
+    Raises:
+        ValueError: an unknown section or field, or a value of the wrong type (one line naming it).
+    """
+    if isinstance(recipe, dict):
+        d, origin = copy.deepcopy(recipe), "recipe"
+    else:
+        d, origin = (load_recipe(str(recipe)), str(recipe)) if recipe else ({}, "command line")
+    if model:
+        d.setdefault("model", {})
+        if (d["model"] or {}).get("name") not in (None, model):
+            d["model"] = {}  # a recipe for another model: its hyper-parameters don't apply
+        d["model"] = {**(d["model"] or {}), "name": model}
+    if data:
+        d["data"] = {**(d.get("data") or {}), "source": data}
+    for key, value in (("max_epochs", max_epochs), ("device", device)):
+        if value is not None:
+            d["train"] = {**(d.get("train") or {}), key: value}
+    d = apply_overrides(d, overrides, field_models=field_models)
+    section = dict(d.get("model") or {})
+    name = section.pop("name", "dmd")
+    d["model"] = {"name": name, **check_model_config(name, section, f"{origin}: model", field_models=field_models)}
+    return RunConfig.from_dict(d, origin=origin)
+
+
+def apply_overrides(
+    d: dict[str, Any],
+    overrides: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    *,
+    field_models: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """A copy of recipe dict ``d`` with ``("train.lr", "3e-4")``-style overrides applied, each value converted
+    to its field's type (strings as command-line text; see :func:`~emodistill.training.fields.convert`)."""
     d = {k: dict(v or {}) for k, v in d.items()}
-    for key, raw in overrides:
+    overrides = list(overrides.items() if isinstance(overrides, Mapping) else overrides)
+    for key, value in overrides:  # the model first: its name decides the valid model.* fields
+        if key == "model.name":
+            d.setdefault("model", {})["name"] = convert(value, str, "--model.name", text=isinstance(value, str))
+    for key, value in overrides:
         section, _, name = key.partition(".")
         if section not in ("model", "train", "data") or not name:
             raise ValueError(f"override --{key}: expected --model.NAME, --train.NAME or --data.NAME")
-        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
-        # YAML reads "1e-4" as a string; accept the float spelling people type.
-        if isinstance(value, str):
-            try:
-                value = float(value) if any(c in value for c in ".eE") else value
-            except ValueError:
-                pass
-        d.setdefault(section, {})[name] = value
+        if key == "model.name":
+            continue
+        if section == "model":
+            model = d.get("model", {}).get("name", "dmd")
+            known = _model_fields(model, field_models)
+            owner = "model " + ", ".join(dict.fromkeys([model, *(field_models or ())]))
+        else:
+            known = typing.get_type_hints(SECTIONS[section])
+            owner = SECTIONS[section].__name__
+        if name not in known:
+            raise ValueError(f"--{key}: {owner} has no field {name!r}; valid names: {', '.join(sorted(known))}")
+        d.setdefault(section, {})[name] = convert(value, known[name], f"--{key}", text=isinstance(value, str))
     return d
+
+
+def _model_fields(name: str, field_models: Sequence[str] | None = None) -> dict[str, Any]:
+    """``{field: type}`` of model ``name`` and of every model of ``field_models``."""
+    from emodistill.models.registry import model_fields
+
+    out: dict[str, Any] = {}
+    for m in dict.fromkeys([name, *(field_models or ())]):
+        try:
+            found = model_fields(m)
+        except KeyError as e:  # an unknown model name: a user error like any other value
+            raise ValueError(e.args[0]) from None
+        for f in found.values():
+            out.setdefault(f.name, f.type)
+    return out
+
+
+def check_model_config(
+    name: str, values: dict[str, Any], origin: str = "model", *, field_models: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """``values`` (keyword arguments of model ``name``) converted to its fields' types.
+
+    Raises:
+        ValueError: a key that is not a field of the model (nor of one of ``field_models``), or a value
+            of the wrong type.
+    """
+    known = _model_fields(name, field_models)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{origin}: {unknown} not field(s) of model {name!r}; valid names: {', '.join(sorted(known))}")
+    return {k: convert(v, known[k], f"{origin}.{k}") for k, v in values.items()}
+
+
+def config_help(model: str = "dmd") -> str:
+    """Every field of ``model``'s config, of :class:`TrainConfig` and of :class:`DataConfig`: type, default
+    and docstring (``emodistill train --help-config``)."""
+    from emodistill.models.registry import model_config_class, model_fields
+
+    _model_fields(model)  # a one-line error for an unknown model
+    config = model_config_class(model)
+    title = f" ({config.__name__})" if config else ""
+    out = [f"--model.NAME VALUE: options of model {model}{title}"]
+    docs: dict[Any, dict[str, str]] = {}
+    for f in model_fields(model).values():
+        if isinstance(f.owner, type):
+            doc = docs.setdefault(f.owner, field_docs(f.owner)).get(f.name)
+        else:
+            doc = f"keyword argument of the {model} builder (not stored in its config)"
+        out.append(describe_field(f.name, f.type, f.default, doc))
+    for section, cls in SECTIONS.items():
+        out += ["", f"--{section}.NAME VALUE: {cls.__name__}"]
+        hints, doc = typing.get_type_hints(cls), field_docs(cls)
+        for f in fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            out.append(describe_field(f.name, hints[f.name], default, doc.get(f.name)))
+    return "\n".join(out) + "\n"

@@ -244,7 +244,7 @@ def fit(
             save_checkpoint(run_dir / "last.ckpt", last)
             write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
             mark = "*" if improved else " "
-            if val_pred.task == "binary":
+            if val_pred.is_binary:
                 shown = f"valid BCE {val_loss:.4f}  Acc-2 {val_metrics.get('Acc_2', float('nan')):.4f}"
             else:
                 shown = f"valid MAE {val_loss:.4f}  Acc-7 {val_metrics.get('Mult_acc_7', float('nan')):.4f}"

@@ -1,6 +1,7 @@
-"""The training loop: one epoch, evaluation, and ``fit`` with model selection on the validation split.
+"""Pieces of the training loop: one epoch, eval-mode predictions, early stopping and the optimiser;
+:func:`emodistill.training.fit.fit` runs them with model selection on the validation split.
 
-By default it reproduces the official DMD recipe (dmd-spec §6): Adam; gradients *summed* over
+By default it reproduces the official DMD recipe (docs/dmd-spec.md §6): Adam; gradients *summed* over
 ``update_every`` mini-batches before each step; every gradient entry clamped to ±0.6 after each
 backward (on the running sum); ReduceLROnPlateau(0.5, patience 5) on the validation loss; early stop
 after 10 epochs without improvement. Deviations, all deliberate:
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from emodistill.data.loader import BatchLoader
-from emodistill.models.layers.grouped_transformer import folded_weight_cache
+from emodistill.spec import is_binary_task
 from emodistill.training.config import TrainConfig
 from emodistill.training.distributed import DistContext, all_sum, gather_objects, unwrap
 
@@ -159,10 +160,15 @@ class Predictions:
     """With ``predict(..., edges=True)``: split means of the GD edge weights, ``{space: [6 floats]}``."""
 
     @property
+    def is_binary(self) -> bool:
+        """True for a binary task: ``prediction`` holds logits, ``label`` 0/1."""
+        return is_binary_task(self.task)
+
+    @property
     def loss(self) -> float:
         """The model-selection criterion, averaged over samples: the absolute error (regression, as DMD)
         or the binary cross-entropy of the logits (binary tasks)."""
-        if self.task == "binary":
+        if self.is_binary:
             z, y = self.prediction, self.label
             return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
         return float(np.mean(np.abs(self.prediction - self.label)))
@@ -175,7 +181,7 @@ def predict(model: nn.Module, loader: BatchLoader, *, edges: bool = False) -> Pr
     model.eval()
     preds, labels, index = [], [], []
     edge_sums: dict[str, Tensor] = {}
-    with folded_weight_cache():  # the weights are fixed for the whole pass: fold them once
+    with model.inference_cache():  # the weights are fixed for the whole pass (DMD/MulT fold them once)
         for batch in loader:
             if edges and hasattr(model, "predict_and_interpret"):
                 scores, named = model.predict_and_interpret(batch)

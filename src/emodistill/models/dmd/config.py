@@ -1,7 +1,7 @@
 """Configuration of DMD (Li et al., CVPR 2023): the official hyper-parameters, MOSI defaults.
 
 Values come from the official ``config/config.json`` (``dmd`` section, MOSI) and ``run.py`` (GD-Unit
-settings); see dmd-spec §2 and §5. Sequence lengths are *not* configuration: the model reads them from
+settings); see docs/dmd-spec.md §2 and §5. Sequence lengths are *not* configuration: the model reads them from
 the :class:`~emodistill.spec.DatasetSpec` (``T' = T - k + 1``).
 """
 
@@ -11,18 +11,7 @@ from dataclasses import dataclass
 
 from emodistill.models.dmd.gd_unit import prior_from_logits
 from emodistill.models.dmd.losses import ORT_SEMANTICS
-
-DROPOUT_FIELDS = (
-    "text_dropout",
-    "attn_dropout",
-    "attn_dropout_a",
-    "attn_dropout_v",
-    "relu_dropout",
-    "res_dropout",
-    "embed_dropout",
-    "output_dropout",
-)
-"""Every dropout rate of the model (each must lie in [0, 1))."""
+from emodistill.models.layers.grouped_transformer import DROPOUT_FIELDS  # every dropout rate of the model
 
 LOSS_TERMS = (
     "task_c", "task_homo", "task_hetero",

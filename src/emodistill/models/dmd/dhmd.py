@@ -1,7 +1,7 @@
 """DHMD: Decoupled Hierarchical Distillation (Li, Wang, Ding, Zhang, Lu, Guan; TPAMI 2026;
 arXiv 2602.04260), **reconstructed**.
 
-No code is public and only the abstract of the paper could be read (dmd-spec §9). What the abstract
+No code is public and only the abstract of the paper could be read (docs/dmd-spec.md §9). What the abstract
 states, and this model does: DMD's decoupling (modality-irrelevant "homo" and modality-exclusive "hetero"
 spaces) and its coarse-grained distillation through a GD-Unit per space; then a fine-grained stage, a
 *cross-modal dictionary matching* in each space that "aligns semantic granularities across modalities",
@@ -159,7 +159,11 @@ def fine_distillation(acts: dict[str, Tensor], edges: Tensor, prior: Tensor, dis
     return (w * dist).mean(1).sum()
 
 
-@register_model("dhmd", "Decoupled Hierarchical Distillation (Li et al., TPAMI 2026), reconstructed: DMD + dictionary")
+@register_model(
+    "dhmd",
+    "Decoupled Hierarchical Distillation (Li et al., TPAMI 2026), reconstructed: DMD + dictionary",
+    config=DHMDConfig,
+)
 def dhmd(spec: DatasetSpec, **cfg) -> DHMD:
     """Build DHMD for ``spec`` from :class:`DHMDConfig` keyword arguments."""
     return DHMD(spec, DHMDConfig(**cfg))

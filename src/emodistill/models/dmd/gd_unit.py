@@ -1,4 +1,4 @@
-"""Graph Distillation Unit (GD-Unit) of DMD (Li et al., CVPR 2023, §3.3; dmd-spec §5).
+"""Graph Distillation Unit (GD-Unit) of DMD (Li et al., CVPR 2023; docs/dmd-spec.md §5).
 
 One class serves both units: HomoGD (on the shared-space heads) and HeteroGD (on the crossmodal heads).
 For every sample it scores the 6 directed edges between the three modalities from

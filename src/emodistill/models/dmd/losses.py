@@ -1,4 +1,4 @@
-"""DMD's training objective, term by term, as the official trainer computes it (dmd-spec §4-§5).
+"""DMD's training objective, term by term, as the official trainer computes it (docs/dmd-spec.md §4-§5).
 
 Every function is vectorised: the official margin loss loops over anchors in Python and the GD-Unit
 losses loop over edges; here both are single tensor expressions with the same values.
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from emodistill.models.base import task_loss
 from emodistill.models.dmd.gd_unit import EDGE_STUDENT, EDGE_TEACHER
 
 CEL_EPS = 1e-12
@@ -71,7 +71,7 @@ def hinge_cosine_matrix(feats: Tensor) -> Tensor:
 
 
 def margin_loss(feats: Tensor, ids: Tensor, margin_scale: float = 0.15) -> Tensor:
-    """The official adaptive-margin hinge loss, vectorised over anchors (dmd-spec §4.3).
+    """The official adaptive-margin hinge loss, vectorised over anchors (docs/dmd-spec.md §4.3).
 
     For anchor ``i`` with positives ``P`` (other rows whose id is exactly equal) and negatives ``N``
     (rows with a different id), ``loss_i = mean_{p in P, n in N} max(0, margin_scale * |id_i - id_n|
@@ -124,7 +124,7 @@ def gd_losses(
     w_losses: Sequence[float],
     repr_metric: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """GD-Unit losses of one unit, vectorised over the 6 edges (dmd-spec §5.2).
+    """GD-Unit losses of one unit, vectorised over the 6 edges (docs/dmd-spec.md §5.2).
 
     Args:
         edges: ``(B, 6)`` softmax edges.
@@ -162,11 +162,7 @@ def task_losses(predictions: dict[str, Tensor], labels: Tensor, task: str = "reg
     """Per-head task loss of every ``(B, 1)`` head against ``labels`` (``(B,)`` or ``(B, 1)``).
 
     ``task="regression"``: mean L1 (official DMD). ``task="binary"``: heads are logits and labels 0/1;
-    mean binary cross-entropy with logits (UR-FUNNY, MUStARD).
+    mean binary cross-entropy with logits (UR-FUNNY, MUStARD). Each term is
+    :func:`~emodistill.models.base.task_loss`.
     """
-    y = labels.reshape(-1, 1)
-    if task == "binary":
-        return {name: F.binary_cross_entropy_with_logits(pred, y) for name, pred in predictions.items()}
-    if task != "regression":
-        raise ValueError(f"task {task!r} unknown; expected 'regression' or 'binary'")
-    return {name: F.l1_loss(pred, y) for name, pred in predictions.items()}
+    return {name: task_loss(pred, labels, task) for name, pred in predictions.items()}

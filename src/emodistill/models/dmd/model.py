@@ -2,7 +2,7 @@
 
 A re-implementation that computes what the official code (github.com/mdswyz/DMD) computes: on identical
 weights and inputs it gives the same outputs, losses and gradients to float32 rounding
-(``benchmarks/compare_official.py`` measures this). The forward pass (dmd-spec §3):
+(``benchmarks/compare_official.py`` measures this). The forward pass (docs/dmd-spec.md §3):
 
 1. temporal Conv1d projections (no bias, no padding) to width ``d``: ``proj_x_m (B, d, T'_m)``;
 2. decoupling: private encoders ``s_m`` (one per modality), one shared encoder ``c_m``; a decoder per
@@ -23,6 +23,7 @@ Modality order inside DMD is ``l, v, a`` (text, vision, audio), as in the offici
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -32,15 +33,13 @@ from emodistill.models.base import MERModel, ModelOutput
 from emodistill.models.dmd import losses as L
 from emodistill.models.dmd.config import DMDConfig
 from emodistill.models.dmd.gd_unit import GDUnit
-from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder, fast_dropout
+from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder, fast_dropout, folded_weight_cache
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.spec import DatasetSpec
+from emodistill.spec import LONG_NAMES, SHORT_NAMES, DatasetSpec
 
-MODS = ("l", "v", "a")
-"""DMD's modality order (GD index 0 = l, 1 = v, 2 = a)."""
-SPEC_KEY = {"l": "text", "v": "vision", "a": "audio"}
-"""Batch / spec key of each DMD modality."""
+MODS = (SHORT_NAMES["text"], SHORT_NAMES["vision"], SHORT_NAMES["audio"])
+"""DMD's modality order ``l, v, a`` (GD index 0 = l, 1 = v, 2 = a); batch / spec keys: ``LONG_NAMES[m]``."""
 CROSS_PAIRS = (("l", "a"), ("l", "v"), ("v", "l"), ("v", "a"), ("a", "l"), ("a", "v"))
 """Crossmodal encoder members as (target/query, source/key-value), grouped by target so that members
 ``2t`` and ``2t + 1`` feed target ``t``'s mem encoder (concatenated in this order, as official)."""
@@ -104,18 +103,18 @@ class DMD(MERModel):
         cfg = config
         d = self.d = cfg.d_model
         self.text_model = build_text_encoder(cfg, spec, "DMD")
-        dims = {m: spec.feature_dims[SPEC_KEY[m]] for m in MODS}
+        dims = {m: spec.feature_dims[LONG_NAMES[m]] for m in MODS}
         if self.text_model is not None:
             dims["l"] = self.text_model.hidden_size
         kernels = {"l": cfg.kernel_l, "v": cfg.kernel_v, "a": cfg.kernel_a}
         # The official code skips the projection when the input width already equals d (then T' = T).
         self.skip_proj = {m: dims[m] == d for m in MODS}
-        self.in_dims, self.seq_lens = dims, {m: spec.seq_lens[SPEC_KEY[m]] for m in MODS}
+        self.in_dims, self.seq_lens = dims, {m: spec.seq_lens[LONG_NAMES[m]] for m in MODS}
         self.t_out = {m: self.seq_lens[m] - (0 if self.skip_proj[m] else kernels[m] - 1) for m in MODS}
         for m in MODS:
             if self.t_out[m] < 1:
                 raise ValueError(
-                    f"{SPEC_KEY[m]}: sequence length {self.seq_lens[m]} is shorter than "
+                    f"{LONG_NAMES[m]}: sequence length {self.seq_lens[m]} is shorter than "
                     f"kernel_{m}={kernels[m]}"
                 )
         t_out = self.t_out
@@ -165,7 +164,7 @@ class DMD(MERModel):
 
     # ------------------------------------------------------------------ forward
     def _check_inputs(self, batch: dict[str, Tensor]) -> None:
-        keys = {"l": "text_bert" if self.text_model is not None else "text", "v": "vision", "a": "audio"}
+        keys = {m: "text_bert" if m == "l" and self.text_model is not None else LONG_NAMES[m] for m in MODS}
         for m in MODS:
             key = keys[m]
             if key not in batch:
@@ -309,6 +308,11 @@ class DMD(MERModel):
             },
         )
 
+    def inference_cache(self, store: dict | None = None) -> AbstractContextManager[None]:
+        """:func:`~emodistill.models.layers.grouped_transformer.folded_weight_cache`: the encoder families fold
+        their LayerNorms once for the whole block, not once per call; see :meth:`MERModel.inference_cache`."""
+        return folded_weight_cache(store)
+
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores ``(B,)`` computing only what the fused output needs (no decoder, side heads or GD-Units).
@@ -341,7 +345,7 @@ class DMD(MERModel):
 
     # ------------------------------------------------------------------ objective
     def compute_losses(self, output: DMDOutput, labels: Tensor) -> dict[str, Tensor]:
-        """The official total objective (dmd-spec §4.6) and every term, detached, for logging.
+        """The official total objective (docs/dmd-spec.md §4.6) and every term, detached, for logging.
 
         ``loss = L_task + w_homo (L_logit^homo + L_reg^homo) + w_het (L_logit^het + L_repr^het + L_reg^het)
         + w_dec (L_cyc + L_rec + w_mo (L_mar + L_ort))``; ``homo_repr`` is reported but not optimised.
@@ -411,7 +415,11 @@ class DMD(MERModel):
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
 
-@register_model("dmd", "Decoupled Multimodal Distilling (Li et al., CVPR 2023), official-code equivalent")
+@register_model(
+    "dmd",
+    "Decoupled Multimodal Distilling (Li et al., CVPR 2023), official-code equivalent",
+    config=DMDConfig,
+)
 def dmd(spec: DatasetSpec, **cfg) -> DMD:
     """Build DMD for ``spec`` from :class:`DMDConfig` keyword arguments."""
     return DMD(spec, DMDConfig(**cfg))

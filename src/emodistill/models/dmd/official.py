@@ -32,7 +32,7 @@ from torch import Tensor
 
 from emodistill.models.dmd.config import DMDConfig
 from emodistill.models.dmd.model import CROSS_PAIRS, MODS
-from emodistill.spec import DatasetSpec
+from emodistill.spec import LONG_NAMES, DatasetSpec
 
 _OFFICIAL_HPARAMS = {
     "mosi": {},  # DMDConfig defaults are the official MOSI values
@@ -319,7 +319,8 @@ def import_official(
 def _check_dims(sd: dict[str, Tensor], spec: DatasetSpec, cfg: dict, path: Path) -> None:
     """Check width, kernels, input dims and lengths of an official checkpoint against the official setup."""
     d = cfg["d_model"]
-    for m, key in (("l", "text"), ("v", "vision"), ("a", "audio")):
+    for m in MODS:
+        key = LONG_NAMES[m]
         k = f"proj_{m}.weight"
         if k not in sd:
             raise KeyError(f"{path}: {k} missing; not an official DMD checkpoint?")

@@ -1,2 +1,4 @@
 """Building blocks shared by several models: the grouped MulT transformer encoder and its kernels
-(DMD, MulT), MMSA's unimodal subnets (TFN, LMF, LF-DNN), the BERT text encoder, norms and pooling."""
+(``grouped_transformer``, ``attention_kernels``: DMD, DHMD, MulT), MMSA's unimodal subnets
+(``mmsa_subnets``: LF-DNN, TFN, LMF), the BERT text encoder (``text_encoder``), valid-step masks
+(``masking``), pooling over valid steps (``pooling``) and normalisation (``norms``)."""

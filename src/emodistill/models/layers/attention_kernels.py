@@ -1,6 +1,6 @@
 """Numerical kernels of the grouped MulT encoder: dropout sampling and chunked causal attention.
 
-They compute exactly what the official MulT code computes (dmd-spec §3.9), organised for speed on CPU:
+They compute exactly what the official MulT code computes (docs/dmd-spec.md §3.9), organised for speed on CPU:
 
 * **dropout** draws 32-bit integers (two per 64-bit word) and keeps an entry iff its integer is at or
   above ``p * 2**32 - 2**31``: Bernoulli(1 - p) at 2**-32 resolution (float uniforms give 2**-24).
@@ -206,7 +206,8 @@ def multihead_attention(
     drop = training and any(p > 0 for p in attn_p)
     if drop:  # dropout's 1/(1-p) rescale moves onto v: the product is linear in the probabilities
         scale = torch.tensor([1.0 / (1.0 - p) for p in attn_p], dtype=vh.dtype, device=vh.device)
-        vh = (vh.view(g, -1) * scale.unsqueeze(1)).view_as(vh)
+        # reshape, not view: with one sample, heads() can return a view whose strides no flat view fits
+        vh = (vh.reshape(g, -1) * scale.unsqueeze(1)).view_as(vh)
     if member_mask is None:
         mask = future_mask(t_q, t_k, q.device) if causal else None
         blocks = row_blocks(t_q, t_k, mask is not None)

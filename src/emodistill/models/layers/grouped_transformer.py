@@ -6,7 +6,7 @@ of each family have identical parameter shapes, so one :class:`GroupedMulTEncode
 its weights stacked as ``(layers, members, ...)`` and runs all members with batched matmuls when their
 sequence lengths agree (MOSI aligned) or nearly agree (zero-padded, exactly masked); otherwise it runs
 each group of equal-length members on its own (unaligned data) with the members' weight slices. The
-math is that of the official encoder (``trains/subNets/transformers_encoder``, dmd-spec §3.9):
+math is that of the official encoder (``trains/subNets/transformers_encoder``, docs/dmd-spec.md §3.9):
 
 * embedding: ``x = sqrt(E) * x_in + PE(x_in)``, then embedding dropout; crossmodal keys and values are
   embedded once from the source sequence (each with its own dropout mask) and stay fixed across layers;
@@ -24,7 +24,8 @@ Exact rewrites used for speed (they change rounding only, ~1e-7 relative); kerne
 * each LayerNorm's affine map is folded into the projection that follows it
   (``W (gamma * x_hat + beta) + b``), for all layers at once; the crossmodal keys/values are then
   normalised once instead of once per layer; the ``q`` scaling is folded into the query rows;
-  inference with fixed weights folds once for many calls inside :func:`folded_weight_cache`;
+  inference with fixed weights folds once for many calls inside :func:`folded_weight_cache` (which the
+  models on these encoders return from ``MERModel.inference_cache``);
 * with ``last_only=True`` the last layer computes only the final query row, which is all DMD reads
   from the self-attention and mem encoders (the causal mask lets the last row see every key).
 
@@ -47,6 +48,7 @@ from torch import Tensor, nn
 from emodistill.models.layers.attention_kernels import fast_dropout, future_mask, member_masks, multihead_attention
 
 __all__ = [
+    "DROPOUT_FIELDS",
     "GroupedMulTEncoder",
     "fast_dropout",
     "folded_weight_cache",
@@ -54,6 +56,20 @@ __all__ = [
     "positional_embedding",
     "sinusoidal_table",
 ]
+
+DROPOUT_FIELDS = (
+    "text_dropout",
+    "attn_dropout",
+    "attn_dropout_a",
+    "attn_dropout_v",
+    "relu_dropout",
+    "res_dropout",
+    "embed_dropout",
+    "output_dropout",
+)
+"""Config fields of the eight dropout rates of a model built on these encoders, MulT's set, which DMD keeps:
+text input, attention by source modality (``l``, ``a``, ``v``), FFN ReLU, residual, embedding, output head.
+Each must lie in [0, 1)."""
 
 _LN_EPS = 1e-5  # nn.LayerNorm default, as in the official encoder
 

@@ -14,57 +14,20 @@ How lengths are used. MMSA averages audio and vision over *every* padded step
 ``use_lengths=False`` reproduces MMSA. Valid steps: text from the ``text_bert`` input mask (else the
 non-zero rows of ``text``); audio/vision from ``*_lengths`` in unaligned data, and the text mask in
 aligned data, whose modalities share the word timeline (MMSA sets ``audio_lengths = vision_lengths =
-text_bert[:, 1].sum()`` for aligned data, ``data_loader.py`` L98-100).
+text_bert[:, 1].sum()`` for aligned data, ``data_loader.py`` L98-100). The masks are those of
+:mod:`emodistill.models.layers.masking`, the pooling that of :mod:`emodistill.models.layers.pooling`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
-from emodistill.models.late_fusion import _BatchNorm, masked_mean
+from emodistill.models.layers.masking import mask_lengths, modality_mask, text_mask
+from emodistill.models.layers.norms import BatchNorm
+from emodistill.models.layers.pooling import last_hidden, masked_mean
 from emodistill.spec import DatasetSpec
-
-
-def text_mask(batch: dict[str, Tensor]) -> Tensor:
-    """(B, T_l) True on real tokens: the ``text_bert`` input mask, else the non-zero rows of ``text``."""
-    if "text_bert" in batch:
-        return batch["text_bert"][:, 1] > 0.5  # (B, T_l)
-    return (batch["text"] != 0).any(-1)  # (B, T_l)
-
-
-def modality_mask(batch: dict[str, Tensor], modality: str, aligned: bool) -> Tensor:
-    """(B, T) True on the valid steps of ``modality`` ("text", "audio" or "vision").
-
-    Aligned data puts every modality on the word timeline, so audio/vision share the text mask (the
-    loader reports ``*_lengths = T`` for aligned files, which would count the zero padding).
-    """
-    if modality == "text" or aligned:
-        return text_mask(batch)
-    x = batch[modality]  # (B, T, D)
-    steps = torch.arange(x.shape[1], device=x.device)  # (T,)
-    return steps[None, :] < batch[f"{modality}_lengths"][:, None]  # (B, T)
-
-
-def mask_lengths(mask: Tensor) -> Tensor:
-    """Valid steps per sample (B,) int64 of a prefix mask (B, T); at least 1, as an LSTM needs one step."""
-    return mask.sum(1).clamp_min(1).long()  # (B,)
-
-
-def last_hidden(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None) -> Tensor:
-    """Final hidden state of the top layer of ``lstm`` over ``x`` (B, T, D) -> (B, H).
-
-    With ``lengths`` (B,) each sequence stops at its own length (packed); without, the LSTM runs over all
-    T steps, padding included (MMSA's behaviour).
-    """
-    if lengths is not None:
-        # pack_padded_sequence wants the lengths on the CPU whatever the device of x
-        x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    _, (h_n, _) = lstm(x)  # h_n (layers, B, H)
-    return h_n[-1]  # (B, H)
 
 
 class PooledSubNet(nn.Module):
@@ -73,8 +36,8 @@ class PooledSubNet(nn.Module):
     def __init__(self, in_dim: int, hidden: int, dropout: float) -> None:
         super().__init__()
         # Batch norm standardises features whose scales differ by orders of magnitude (COVAREP, FACET);
-        # the subclass falls back to running statistics for a training batch of one sample.
-        self.norm = _BatchNorm(in_dim)
+        # BatchNorm falls back to running statistics for a training batch of one sample.
+        self.norm = BatchNorm(in_dim)
         self.drop = nn.Dropout(dropout)
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden), nn.ReLU(),

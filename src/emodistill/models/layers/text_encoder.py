@@ -1,4 +1,4 @@
-"""Optional fine-tuned BERT text encoder for DMD (the official ``BertTextEncoder``, dmd-spec §1.2).
+"""Optional fine-tuned BERT text encoder for DMD (the official ``BertTextEncoder``, docs/dmd-spec.md §1.2).
 
 Hugging Face ``transformers`` is imported lazily, only when a text encoder is configured; install it
 with the ``text`` extra (``pip install "emodistill[text]"``). Weights come from a local directory

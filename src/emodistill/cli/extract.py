@@ -1,13 +1,14 @@
-"""``emodistill extract`` and ``emodistill predict``: arguments and handlers (heavy imports inside)."""
+"""``emodistill extract``: raw videos plus a labels CSV -> an MMSA pickle
+(:func:`emodistill.extract.dataset.extract_dataset`; needs the ``video`` extra)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-EXTRACT_DESCRIPTION = """\
+from emodistill.cli import common
+
+DESCRIPTION = """\
 Turn a folder of videos plus a labels CSV into an MMSA-schema pickle that `emodistill train` reads.
 
 Labels CSV: columns video (file relative to VIDEOS_DIR), clip_id (optional), text, label, split
@@ -17,16 +18,11 @@ Writes OUT.pkl, OUT.manifest.json, OUT.errors.csv (failed videos, with reasons) 
 file per finished video: an interrupted or failed run resumes where it stopped). Exits 1 if a video
 failed, unless --skip-failures.
 """
-
-PREDICT_DESCRIPTION = """\
-Predict the sentiment of a video (or of every video in a folder) with a checkpoint trained on a data set
-made by `emodistill extract`; the checkpoint's extraction settings are reused, so no other flag is
-needed. Prints JSON for one video; a folder gives CSV (one row per video; a failed video gets an error
-column and the command exits 1).
-"""
+FORMATTER = argparse.RawDescriptionHelpFormatter
+PARENTS = [common.quiet_option("no progress bar")]
 
 
-def add_extract_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("videos_dir", help="folder holding the videos (MMSA: the Raw folder or the data-set folder)")
     p.add_argument("--labels", required=True, help="labels CSV (our layout or MMSA's label.csv)")
     p.add_argument("-o", "--output", required=True, help="output pickle, e.g. mydata.pkl")
@@ -40,20 +36,9 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
                    "(overrides text.model; default bert-base-uncased)")
     p.add_argument("--asr-model", help="faster-whisper model directory or bundled:whisper-base, used for clips "
                    "without a transcript (overrides asr.model)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_predict_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="a video file, or a folder of videos")
-    p.add_argument("--checkpoint", required=True, help="best.ckpt of a run trained on an extracted data set")
-    p.add_argument("--transcript", help="what is said: text, a .txt file, or an .srt/.json word-timing file "
-                   "(default: a sidecar VIDEO.json/.srt/.txt, else speech recognition if the checkpoint's "
-                   "extraction used it)")
-    p.add_argument("-o", "--output", help="also write the JSON (one video) or CSV (folder) to this file")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
-
-
-def cmd_extract(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from emodistill.extract.config import load_extract_config
     from emodistill.extract.dataset import ExtractionFailed, extract_dataset
 
@@ -75,29 +60,4 @@ def cmd_extract(args: argparse.Namespace) -> int:
     print(f"wrote {summary.output} ({counts}; {summary.cached} from cache; {summary.seconds:.1f} s)")
     if summary.failed:
         print(f"left out {summary.failed} failed video(s), listed in {summary.errors_file}")
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from emodistill.predict import Predictor, rows_to_csv
-
-    target = Path(args.video)
-    with Predictor.from_checkpoint(args.checkpoint, device=args.device) as predictor:
-        if target.is_dir():
-            rows = predictor.predict_folder(target)
-            if not rows:
-                raise FileNotFoundError(f"{target}: no video files")
-            text = rows_to_csv(rows)
-            failed = sum("error" in r for r in rows)
-        else:
-            text = json.dumps(predictor.predict_video(target, args.transcript), indent=2)
-            failed = 0
-    print(text, end="" if text.endswith("\n") else "\n")
-    if args.output:
-        from emodistill.io import atomic_write
-
-        atomic_write(Path(args.output), lambda tmp: tmp.write_text(text))
-    if failed:
-        print(f"emodistill predict: {failed} video(s) failed (see the error column)", file=sys.stderr)
-        return 1
     return 0

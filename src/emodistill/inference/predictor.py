@@ -4,7 +4,7 @@ A checkpoint trained on a data set made by ``emodistill extract`` carries that e
 (settings, feature names, train-split normalisation, padded lengths), so a new video is decoded and
 featurised exactly as the training clips were, then padded to the lengths the model was trained with.
 A checkpoint trained on features extraction cannot reproduce (the official MOSI/MOSEI/SIMS files:
-COVAREP/FACET/OpenFace selections, ecosystem notes §3.4) is refused with an error, never answered.
+COVAREP/FACET/OpenFace selections, docs/mmsa.md §6) is refused with an error, never answered.
 
 Output of :meth:`Predictor.predict_video` (JSON-ready)::
 
@@ -34,8 +34,9 @@ from emodistill.extract.features import normalize, pad, sequences
 from emodistill.extract.labels import VIDEO_EXTENSIONS, sidecar
 from emodistill.metrics.stats import records_csv
 from emodistill.models.dmd.gd_unit import EDGE_NAMES
-from emodistill.models.layers.grouped_transformer import folded_weight_cache
+from emodistill.models.dmd.model import MODS as DMD_MODALITIES
 from emodistill.models.registry import load_checkpoint
+from emodistill.spec import LONG_NAMES
 
 LABEL_7_NAMES = {
     -3: "strongly negative",
@@ -46,7 +47,7 @@ LABEL_7_NAMES = {
     2: "positive",
     3: "strongly positive",
 }
-_BRANCH_MODALITIES = ("text", "vision", "audio")  # DMD's stacked head order l, v, a
+_BRANCH_MODALITIES = tuple(LONG_NAMES[m] for m in DMD_MODALITIES)  # DMD's stacked head order: text, vision, audio
 
 
 class CheckpointNotPredictable(ValueError):
@@ -74,7 +75,7 @@ class Predictor:
                 "on a new video would be wrong. Train on a data set made by `emodistill extract` instead."
             )
         self.model, self.checkpoint, self.device, self.source = model, checkpoint, device, source
-        self._folds: dict = {}  # transformer weights folded once for every clip (see folded_weight_cache)
+        self._folds: dict = {}  # kept across clips by model.inference_cache (DMD/MulT: the folded weights)
         self.record = record
         self.cfg = ExtractConfig.from_dict(record["extract"], origin=f"{source}: extract_config")
         self.spec = model.spec
@@ -121,7 +122,7 @@ class Predictor:
                 raise ValueError(f"{self.source}: the clip's {m} features differ from the training features")
         batch, frames = self._batch(clip)
         t0 = time.perf_counter()
-        with torch.no_grad(), folded_weight_cache(self._folds):
+        with torch.no_grad(), self.model.inference_cache(self._folds):
             output = self.model(batch)
         seconds = {**clip.seconds, "model": time.perf_counter() - t0}
         score = float(output.prediction.view(-1)[0])
@@ -138,7 +139,7 @@ class Predictor:
         return result
 
     def _labels(self, score: float) -> dict[str, Any]:
-        if self.spec.task == "binary":
+        if self.spec.is_binary:
             p = float(1.0 / (1.0 + np.exp(-score)))
             return {"score": score, "probability": p, "label_2": "positive" if p >= 0.5 else "negative"}
         out: dict[str, Any] = {"score": score}

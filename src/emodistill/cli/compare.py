@@ -1,0 +1,61 @@
+"""``emodistill compare``: several models over the same seeds, one table (:mod:`emodistill.experiments.compare`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from emodistill.cli import common
+
+DESCRIPTION = (
+    "Train each model with the same data, schedule and seeds; write compare.md/.csv (mean ± sample std, 95%% "
+    "t-interval per metric), compare.json with every seed's metrics, and compare_seeds.png. Selection is on "
+    "the validation split. The recipe (--config) is shared: its train/data sections apply to all models, its "
+    "model section to the model it names; --recipes gives other models theirs. Re-running with the same "
+    "--run-dir continues. Overrides as in `train` (--model.NAME VALUE applies to the recipe's model, default dmd)."
+)
+PARENTS = common.training_options("runs/compare-<data>-<time>")
+OVERRIDES = True
+
+
+def _names(text: str) -> list[str]:
+    """argparse type: ``dmd,mult`` -> ``["dmd", "mult"]``."""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def _recipes(text: str) -> dict[str, str]:
+    """argparse type: ``mult=mult_mosi,misa=misa_mosi`` -> ``{"mult": "mult_mosi", "misa": "misa_mosi"}``."""
+    pairs = [pair.split("=", 1) for pair in _names(text)]
+    if any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected MODEL=RECIPE pairs such as mult=mult_mosi, got {text!r}")
+    return dict(pairs)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", required=True, type=_names,
+                   help="comma-separated registered models, e.g. dmd,mult,self_mm")
+    p.add_argument("--recipes", type=_recipes, default={},
+                   help="per-model recipes for their model section, e.g. mult=mult_mosi,misa=misa_mosi")
+    p.add_argument("--seeds", type=int, nargs="+", default=[5],
+                   help="one number N: seeds 1111..1110+N (default 5); several numbers: those seeds")
+    p.add_argument("--perturb", action="store_true", help="also robustness curves of every run (as `evaluate "
+                   "--perturb`) and robustness.md / robustness_areas.png comparing the models")
+
+
+def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
+    from emodistill.experiments.compare import run_compare, seeds_from_arg
+    from emodistill.experiments.grid import open_grid
+    from emodistill.training.config import make_config
+
+    cfg = make_config(args.config, data=args.data, overrides=overrides, max_epochs=args.epochs, device=args.device)
+    seeds = seeds_from_arg(args.seeds)
+    root, continuing = open_grid("compare", cfg, seeds, args.run_dir, models=args.models, recipes=args.recipes)
+    if continuing:
+        print(f"continuing the compare in {root}")
+    run_compare(cfg, cfg.data.load(), root, args.models, seeds, recipes=args.recipes, quiet=args.quiet,
+                perturb=args.perturb)
+    print((root / "compare.md").read_text())
+    if args.perturb:
+        print((root / "robustness.md").read_text())
+    print(f"comparison directory: {root} (compare.md/.csv/.json, compare_seeds.png, one run directory per model "
+          "and seed)")
+    return 0

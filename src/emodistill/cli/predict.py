@@ -1,0 +1,54 @@
+"""``emodistill predict``: the sentiment of new videos from one checkpoint
+(:class:`emodistill.inference.predictor.Predictor`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from emodistill.cli import common
+
+DESCRIPTION = """\
+Predict the sentiment of a video (or of every video in a folder) with a checkpoint trained on a data set
+made by `emodistill extract`; the checkpoint's extraction settings are reused, so no other flag is
+needed. Prints JSON for one video; a folder gives CSV (one row per video; a failed video gets an error
+column and the command exits 1).
+"""
+FORMATTER = argparse.RawDescriptionHelpFormatter
+PARENTS = [common.device_option("cpu", choices="cpu, cuda, cuda:N")]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="a video file, or a folder of videos")
+    p.add_argument("--checkpoint", required=True, help="best.ckpt of a run trained on an extracted data set")
+    p.add_argument("--transcript", help="what is said: text, a .txt file, or an .srt/.json word-timing file "
+                   "(default: a sidecar VIDEO.json/.srt/.txt, else speech recognition if the checkpoint's "
+                   "extraction used it)")
+    p.add_argument("-o", "--output", help="also write the JSON (one video) or CSV (folder) to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from emodistill.inference.predictor import Predictor, rows_to_csv
+    from emodistill.io import atomic_write
+
+    target = Path(args.video)
+    with Predictor.from_checkpoint(args.checkpoint, device=args.device) as predictor:
+        if target.is_dir():
+            rows = predictor.predict_folder(target)
+            if not rows:
+                raise FileNotFoundError(f"{target}: no video files")
+            text = rows_to_csv(rows)
+            failed = sum("error" in r for r in rows)
+        else:
+            text = json.dumps(predictor.predict_video(target, args.transcript), indent=2)
+            failed = 0
+    print(text, end="" if text.endswith("\n") else "\n")
+    if args.output:
+        atomic_write(Path(args.output), lambda tmp: tmp.write_text(text))
+    if failed:
+        print(f"emodistill predict: {failed} video(s) failed (see the error column)", file=sys.stderr)
+        return 1
+    return 0
+
