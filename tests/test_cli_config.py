@@ -13,7 +13,7 @@ import yaml
 
 from emodistill.cli import VERBS, main
 from emodistill.experiments.grid import open_grid
-from emodistill.inference.evaluate import evaluate
+from emodistill.inference.evaluation import evaluate
 from emodistill.models import list_models
 from emodistill.models.dmd.config import DMDConfig
 from emodistill.models.mult import MulTConfig

@@ -1,4 +1,5 @@
-"""``emodistill evaluate``: score a checkpoint on one split (:func:`emodistill.inference.evaluate.evaluate`), optionally
+"""``emodistill evaluate``: score a checkpoint on one split (:func:`emodistill.inference.evaluation.evaluate`),
+optionally
 with robustness curves (:func:`emodistill.experiments.robustness.write_robustness`)."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emodistill.inference.evaluate import evaluate
+    from emodistill.inference.evaluation import evaluate
     from emodistill.io import write_text
     from emodistill.metrics.scores import metrics_table
 
