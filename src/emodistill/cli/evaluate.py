@@ -1,6 +1,5 @@
 """``emodistill evaluate``: score a checkpoint on one split (:func:`emodistill.inference.evaluation.evaluate`),
-optionally
-with robustness curves (:func:`emodistill.experiments.robustness.write_robustness`)."""
+optionally with robustness curves (:func:`emodistill.experiments.robustness.write_robustness`)."""
 
 from __future__ import annotations
 
