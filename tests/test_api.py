@@ -12,8 +12,6 @@ import torch
 
 import emodistill as ed
 
-pytest.importorskip("av", reason="the video extra is part of the test set-up")
-from media import face_frames, speech, write_video  # noqa: E402
 
 SENTENCES = [
     ("I really love this wonderful movie.", 2.4, "train"),
@@ -46,6 +44,9 @@ def test_importing_the_package_stays_light():
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
+    pytest.importorskip("av", reason="the video extra is part of the test set-up")
+    from media import face_frames, speech, write_video
+
     root = tmp_path_factory.mktemp("api")
     (root / "videos").mkdir()
     rows = ["video,text,label,split"]

@@ -19,7 +19,10 @@ from emodistill.data.loader import BatchLoader
 LEGACY = Path(__file__).parent / "data" / "legacy"
 
 
-@pytest.mark.parametrize("name", ["dmd", "dhmd", "mult", "late_fusion"])
+MODELS = ["dmd", "dhmd", "mult", "late_fusion", "tfn", "lmf", "lf_dnn", "ef_lstm", "misa", "self_mm"]
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_checkpoint_written_before_the_move_loads_and_predicts_the_same(name, tmp_path):
     model, ckpt = emodistill.load_checkpoint(LEGACY / f"{name}.ckpt")
     assert ckpt["model_name"] == name and ckpt["package_version"] == "0.1.0"

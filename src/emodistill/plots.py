@@ -1,8 +1,8 @@
-"""The one place that imports matplotlib: figures are created and saved here.
+"""Where every figure of the package is created and saved.
 
-Every figure of the package (the report, comparisons, robustness curves, search history) is made with
-:func:`new_figure` on matplotlib's non-interactive Agg canvas (no display, no global pyplot state) and
-written with :func:`save_png`, atomically. matplotlib is the optional ``report`` extra.
+The report, comparisons, robustness curves and search history all make their figures with
+:func:`new_figure` on matplotlib's non-interactive Agg canvas (no display, no global pyplot state) and write
+them with :func:`save_png`, atomically. matplotlib is the optional ``report`` extra, imported lazily.
 """
 
 from __future__ import annotations

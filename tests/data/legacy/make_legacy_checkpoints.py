@@ -27,6 +27,12 @@ MODELS = {
     "dhmd": {"d_model": 8, "num_heads": 2, "nlevels": 1, "gd_size_homo": 8, "gd_size_hetero": 4, "dict_size": 6},
     "mult": {"d_model": 8, "num_heads": 2, "nlevels": 1},
     "late_fusion": {"hidden": 8},
+    "tfn": {"text_hidden": 8, "audio_hidden": 4, "vision_hidden": 4, "text_out": 4, "post_fusion_dim": 8},
+    "lmf": {"text_hidden": 8, "audio_hidden": 4, "vision_hidden": 4},
+    "lf_dnn": {"text_hidden": 8, "audio_hidden": 4, "vision_hidden": 4, "text_out": 8, "post_fusion_dim": 8},
+    "ef_lstm": {"hidden": 8, "num_layers": 1},
+    "misa": {"hidden_size": 8, "fusion_ff": 16},
+    "self_mm": {"post_fusion_dim": 8},
 }
 
 

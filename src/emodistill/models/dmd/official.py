@@ -1,13 +1,13 @@
 """Import checkpoints of the official DMD code (github.com/mdswyz/DMD) into emodistill's ``dmd`` model.
 
 The official trainer saves ``DMD.state_dict()`` (``pt/dmd.pth``); key names and shapes per data set and
-setting are listed in ``reference/official-dmd-state-dicts`` (copied to ``tests/data``). The mapping:
+setting are listed in ``tests/data/official_state_dicts/`` (those of the released checkpoints). The mapping:
 
 * plain layers are renamed (``proj_l`` -> ``proj.l``, ``proj1_l_low`` -> ``homo_proj1.l``,
   ``weight_c`` -> ``fuse_in_c``, ``proj1`` -> ``fusion_proj1``, ...);
 * the twelve transformer encoders are stacked into three grouped encoders (``self_attentions_c_*`` ->
   ``self_attn_c``, ``trans_*_with_*`` -> ``crossmodal``, ``trans_*_mem`` -> ``mem``; member order in
-  :data:`~emodistill.models.dmd.MODS` / :data:`~emodistill.models.dmd.CROSS_PAIRS`): official
+  :data:`~emodistill.models.dmd.model.MODS` / :data:`~emodistill.models.dmd.model.CROSS_PAIRS`): official
   ``trans_v_with_a.layers.2.self_attn.in_proj_weight`` becomes ``crossmodal.in_proj_weight[2, 3]``;
 * ``proj_cosine_*`` (never trained), the encoders' ``version`` and ``embed_positions._float_tensor``
   buffers and BERT's ``position_ids`` / ``token_type_ids`` buffers are dropped;
