@@ -12,7 +12,6 @@ import torch
 
 import emodistill as ed
 
-
 SENTENCES = [
     ("I really love this wonderful movie.", 2.4, "train"),
     ("This was a terrible and boring film.", -2.2, "train"),
