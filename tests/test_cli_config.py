@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from emodistill.cli import VERBS, main
+from emodistill.cli import VERBS, build_parser, main
 from emodistill.experiments.grid import open_grid
 from emodistill.inference.evaluation import evaluate
 from emodistill.models import list_models
@@ -20,7 +20,7 @@ from emodistill.models.mult import MulTConfig
 from emodistill.models.registry import load_checkpoint, model_config_class, model_fields
 from emodistill.training.config import TrainConfig, list_recipes, make_config
 from emodistill.training.fields import convert, field_docs
-from emodistill.training.run_dir import create_run_dir, open_run_dir, read_run_dir
+from emodistill.training.run_dir import create_run_dir, read_run_dir
 
 TINY = ["--quiet", "--train.batch_size", "8", "--train.update_every", "1", "--model.hidden", "8"]
 
@@ -172,12 +172,52 @@ def test_help_config_shows_builder_keywords_and_refuses_an_unknown_model(capsys)
     assert "unknown model 'nope'" in capsys.readouterr().err
 
 
+def test_help_config_takes_the_model_of_the_recipe(capsys):
+    assert main(["train", "--config", "mult_mosi", "--help-config"]) == 0
+    assert "options of model mult (MulTConfig)" in capsys.readouterr().out
+    assert main(["train", "--config", "mult_mosi", "--model", "dmd", "--help-config"]) == 0
+    assert "options of model dmd (DMDConfig)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("verb", [v for v in VERBS if v != "data"] + ["data check", "data synth"])
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as e:
         main([*verb.split(), "--help"])
     assert e.value.code == 0
-    assert f"usage: emodistill {verb}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"usage: emodistill {verb}" in out
+    assert "%%" not in out  # argparse formats help= strings with %, but not descriptions
+
+
+def _help(verb: str, capsys) -> str:
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    return _flat(capsys.readouterr().out)
+
+
+def test_help_texts_say_what_each_verb_does_without_an_option(capsys):
+    assert "95% t-interval" in _help("ablate", capsys) and "95% t-interval" in _help("compare", capsys)
+    train = _help("train", capsys)
+    assert "registered model name (see `emodistill models`); default: the recipe's, else dmd" in train
+    assert "(--model, else the model of --config, else dmd)" in train
+    tune = _help("tune", capsys)
+    assert "else dmd" not in tune and "one of --model and --config is required" in tune
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "best.ckpt", "--data", "d.pkl"], ["data", "check", "d.pkl"]])
+def test_data_reading_options_are_the_same_everywhere(argv):
+    args = build_parser().parse_args([*argv, "--dataset", "mosi", "--options", "{fold: 3}", "--strict-hash"])
+    assert (args.dataset, args.options, args.strict_hash) == ("mosi", {"fold": 3}, True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--options", "fold"])  # not a mapping
+
+
+def test_batch_size_defaults_to_64_where_a_model_runs_over_a_split(capsys):
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "best.ckpt", "--data", "d.pkl"]).batch_size == 64
+    assert parser.parse_args(["report", "runs/x"]).batch_size == 64
+    assert parser.parse_args(["report", "runs/x", "--batch-size", "8"]).batch_size == 8
+    assert "test batch size for the model pass (default 64)" in _help("report", capsys)
 
 
 def test_help_stays_light_and_python_m_works():
@@ -190,6 +230,18 @@ def test_help_stays_light_and_python_m_works():
 
 
 # --- the command line's errors -------------------------------------------------------------------------
+
+def test_a_missing_report_extra_is_one_line(monkeypatch, tmp_path, capsys):
+    import emodistill.report
+
+    def write_reports(*args, **kwargs):
+        raise ImportError("the report needs matplotlib: pip install 'emodistill[report]'")
+
+    monkeypatch.setattr(emodistill.report, "write_reports", write_reports, raising=False)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == "emodistill report: error: the report needs matplotlib: pip install 'emodistill[report]'\n"
+
 
 def test_wrong_override_type_is_a_one_line_error(tmp_path, capsys):
     missing = str(tmp_path / "missing.pkl")  # a broken check fails fast instead of training
@@ -226,7 +278,6 @@ def test_run_dir_is_created_once_and_resumed_from_run_yaml(tmp_path):
         create_run_dir(cfg, root)
     again, seeds = read_run_dir(root)
     assert again == cfg and seeds == [1, 2]
-    assert open_run_dir(None, resume=root) == (cfg, [1, 2], root)
     with pytest.raises(FileNotFoundError, match="run.yaml not found"):
         read_run_dir(tmp_path)
 

@@ -26,8 +26,25 @@ def test_recipe_model_section_only_applies_to_its_model():
     assert model_config(base, "dmd").model_config == base.model_config
     other = model_config(base, "late_fusion")
     assert other.model == "late_fusion" and other.model_config == {} and other.train == base.train
-    with pytest.raises(ValueError, match="not registered"):
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
         model_config(base, "nope")
+
+
+def test_recipes_model_sections_are_typed_and_checked(mmsa_writer, tmp_path, capsys):
+    """A --recipes recipe goes through the same checks as --config: values converted, unknown keys refused."""
+    base = RunConfig.from_dict(load_recipe("dmd_synth_demo"))
+    recipe = tmp_path / "lf.yaml"
+    recipe.write_text("model: {name: late_fusion, hidden: '8', modalities: [text, audio]}\n")
+    cfg = model_config(base, "late_fusion", {"late_fusion": str(recipe)})
+    assert cfg.model_config == {"hidden": 8, "modalities": ("text", "audio")}
+    recipe.write_text("model: {name: late_fusion, hiden: 8}\n")
+    pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
+    assert main(["compare", "--models", "late_fusion", "--recipes", f"late_fusion={recipe}", "--data", str(pkl),
+                 "--run-dir", str(tmp_path / "cmp"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"emodistill compare: error: {recipe}: model: ['hiden'] not field(s) of model "
+                          "'late_fusion'; valid names: dropout, hidden,") and err.count("\n") == 1
+    assert not (tmp_path / "cmp" / "late_fusion").exists()  # refused before any training
 
 
 def test_compare_table_is_the_seed_statistics(mmsa_writer, tmp_path, capsys):

@@ -167,6 +167,19 @@ def test_every_shipped_recipe_has_a_valid_search_space(recipe):
         create_model(name, SPEC, **cfg.model_config)
 
 
+def test_the_defaults_of_a_search_are_the_library_s(tmp_path):
+    """What `emodistill tune` does without --study, --run-dir, --storage, or with --final-seeds 0."""
+    from emodistill.experiments.tune import TuneOptions, default_storage, default_study, default_tune_dir
+
+    cfg = RunConfig.from_dict({"model": {"name": "mult"}, "data": {"source": "/data/aligned_50.pkl"}})
+    assert default_study(cfg) == "mult-aligned_50"
+    assert default_tune_dir("lab/mult-aligned_50") == Path("runs/tune-lab-mult-aligned_50")
+    assert default_storage(tmp_path / "t") == f"sqlite:///{(tmp_path / 't' / 'study.db').resolve()}"
+    assert TuneOptions(trials=1, final_seeds=[0]).final_seeds == []
+    assert TuneOptions(trials=1).final_seeds == [1111, 1112, 1113, 1114, 1115]
+    assert TuneOptions(trials=1, storage="postgres://u@h/db").storage == "postgresql+psycopg://u@h/db"
+
+
 # --- SQLite, end to end through the CLI ----------------------------------------------------------------------
 
 
@@ -239,7 +252,23 @@ def test_sqlite_search_final_stage_and_outputs(tiny, tmp_path, capsys):
     # another search space in the same directory is refused
     recipe.write_text(RECIPE.replace("high: 16", "high: 32"))
     assert main(args) == 2
-    assert "holds another search (different search)" in capsys.readouterr().err
+    assert "holds another tune (different search)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("recipe_text", "message"), [
+    (RECIPE.replace("model.dropout", "model.dropuot"),
+     "search.model.dropuot: 'dropuot' is not a field of the model's config; expected one of ['dropout', 'hidden', "
+     "'modalities']"),
+    (RECIPE.replace("hidden: 8}", "hidden: 0}"), "LateFusionConfig.hidden=0 must be >= 1"),
+])
+def test_a_bad_model_key_or_value_is_refused_before_any_trial(tiny, tmp_path, capsys, recipe_text, message):
+    recipe, pkl = tiny
+    recipe.write_text(recipe_text)
+    root = tmp_path / "tune"
+    assert main(["tune", "--config", str(recipe), "--data", str(pkl), "--trials", "1", "--run-dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emodistill tune: error: ") and message in err and err.count("\n") == 1
+    assert not root.exists()
 
 
 def test_pruning_stops_a_clearly_worse_trial(tiny, tmp_path):

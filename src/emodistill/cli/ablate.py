@@ -8,7 +8,7 @@ from emodistill.cli import common
 
 DESCRIPTION = (
     "Train every ablation variant (see --list) with the same recipe, data and seeds; write a table of test "
-    "metrics (mean ± sample std, 95%% t-interval) as Markdown and CSV. Selection is on the validation split. "
+    "metrics (mean ± sample std, 95% t-interval) as Markdown and CSV. Selection is on the validation split. "
     "The recipe's model/train/data sections are shared by all variants (default: the official DMD settings; "
     "`--config dmd_synth_demo` is the quick CPU schedule). Re-running with the same --run-dir continues an "
     "interrupted grid. Overrides as in `train` (--train.NAME VALUE; --model.NAME VALUE applies to every variant "

@@ -36,10 +36,10 @@ def config_option() -> argparse.ArgumentParser:
     return p
 
 
-def model_option() -> argparse.ArgumentParser:
-    """``--model NAME``: a registered model."""
+def model_option(help: str = "default: the recipe's, else dmd") -> argparse.ArgumentParser:
+    """``--model NAME``: a registered model; ``help`` says what happens without it."""
     p = _parent()
-    p.add_argument("--model", help="registered model name (see `emodistill models`); default: the recipe's, else dmd")
+    p.add_argument("--model", help=f"registered model name (see `emodistill models`); {help}")
     return p
 
 
@@ -50,11 +50,12 @@ def epochs_option() -> argparse.ArgumentParser:
     return p
 
 
-def device_option(default: str | None = None, choices: str = DEVICE_CHOICES) -> argparse.ArgumentParser:
-    """``--device``: where the model runs; None: ``train.device`` of the configuration."""
+def device_option(default: str | None = None, devices: str = DEVICE_CHOICES) -> argparse.ArgumentParser:
+    """``--device``: where the model runs; None: ``train.device`` of the configuration. ``devices`` lists the
+    accepted values in the help text (the value itself is checked where the device is opened)."""
     p = _parent()
     where = f"default {default}" if default else "train.device"
-    p.add_argument("--device", default=default, help=f"{choices} ({where})")
+    p.add_argument("--device", default=default, help=f"{devices} ({where})")
     return p
 
 
@@ -62,6 +63,26 @@ def run_dir_option(default: str) -> argparse.ArgumentParser:
     """``--run-dir DIR``: the output directory; ``default`` describes the one chosen without it."""
     p = _parent()
     p.add_argument("--run-dir", help=f"output directory (default {default})")
+    return p
+
+
+def reader_options(options_default: str | None = None) -> list[argparse.ArgumentParser]:
+    """``--dataset``, ``--options`` and ``--strict-hash``: how a verb that reads a data set given by path
+    reads it (``emodistill.data.load_dataset``); ``options_default`` describes the reader options used
+    without ``--options``."""
+    dataset, options, strict = _parent(), _parent(), _parent()
+    dataset.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims, urfunny, mustard)")
+    default = f" (default: {options_default})" if options_default else ""
+    options.add_argument("--options", type=yaml_mapping, help="reader options of a directory data set as YAML, "
+                         f"e.g. '{{split: fold, fold: 3}}'{default}")
+    strict.add_argument("--strict-hash", action="store_true", help="fail on a SHA-256 mismatch of a published file")
+    return [dataset, options, strict]
+
+
+def batch_size_option(help: str = "mini-batch size of the model pass") -> argparse.ArgumentParser:
+    """``--batch-size N`` (default 64) of a verb that runs a trained model over a split."""
+    p = _parent()
+    p.add_argument("--batch-size", type=int, default=64, help=f"{help} (default 64)")
     return p
 
 

@@ -7,7 +7,7 @@ import argparse
 from emodistill.cli import common
 
 DESCRIPTION = (
-    "Train each model with the same data, schedule and seeds; write compare.md/.csv (mean ± sample std, 95%% "
+    "Train each model with the same data, schedule and seeds; write compare.md/.csv (mean ± sample std, 95% "
     "t-interval per metric), compare.json with every seed's metrics, and compare_seeds.png. Selection is on "
     "the validation split. The recipe (--config) is shared: its train/data sections apply to all models, its "
     "model section to the model it names; --recipes gives other models theirs. Re-running with the same "

@@ -11,11 +11,9 @@ DESCRIPTION = "Check a data set (splits, shapes, lengths, labels, hash) or write
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_cmd", required=True)
-    c = sub.add_parser("check", help="validate a data set; print splits, shapes, lengths, labels, hash")
+    c = sub.add_parser("check", help="validate a data set; print splits, shapes, lengths, labels, hash",
+                       parents=common.reader_options())
     c.add_argument("file", help="MMSA .pkl path, a UR-FUNNY/MUStARD directory, or 'synth' / 'synth-unaligned'")
-    c.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims, urfunny, mustard)")
-    c.add_argument("--options", type=common.yaml_mapping, help="reader options of a directory data set as YAML")
-    c.add_argument("--strict-hash", action="store_true", help="fail on a SHA-256 mismatch of a published file")
     c.add_argument("--replace-nonfinite", action="store_true", help="replace NaN/inf by 0 instead of failing")
     s = sub.add_parser("synth", help="write the synthetic data set as an MMSA pickle")
     s.add_argument("-o", "--output", required=True, help="the pickle to write")

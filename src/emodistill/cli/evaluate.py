@@ -11,17 +11,13 @@ from emodistill.cli import common
 
 DESCRIPTION = ("Evaluate a checkpoint on one split of a data set: the metrics of training plus the "
                "model-selection loss; --perturb adds robustness curves per modality.")
-PARENTS = [common.data_option(required=True), common.device_option("auto")]
+PARENTS = [common.data_option(required=True), *common.reader_options("those recorded in the checkpoint"),
+           common.device_option("auto"), common.batch_size_option()]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a checkpoint written by training (best.ckpt) or import-official")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--dataset", help="force the data-set family (mosi, mosei, sims, urfunny, mustard)")
-    p.add_argument("--options", type=common.yaml_mapping, help="reader options of a directory data set as YAML, "
-                   "e.g. '{split: fold, fold: 3}' (default: those recorded in the checkpoint)")
-    p.add_argument("--strict-hash", action="store_true", help="fail on a SHA-256 mismatch of a published file")
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--output", help="write per-sample predictions (CSV: id, label, prediction)")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     p.add_argument("--perturb", action="store_true", help="also compute seeded robustness curves per modality: "
@@ -47,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
         write_text(Path(args.output), ev.predictions_csv())
         print(f"predictions: {args.output}")
     if args.perturb:
-        from emodistill.experiments.robustness import write_robustness
+        from emodistill.experiments.robustness import default_robustness_dir, write_robustness
 
-        out_dir = Path(args.perturb_dir or Path(args.checkpoint).parent / f"robustness-{args.split}")
+        out_dir = Path(args.perturb_dir) if args.perturb_dir else default_robustness_dir(args.checkpoint, args.split)
         print(write_robustness(ev.model, ev.samples, ev.data.spec, out_dir, seed=args.perturb_seed, device=ev.device,
                                batch_size=args.batch_size, title=f"{ev.model_name} ({args.split})"))
         print(f"robustness: {out_dir} (robustness.md/.csv/.json, curves and area plots)")

@@ -17,7 +17,7 @@ needed. Prints JSON for one video; a folder gives CSV (one row per video; a fail
 column and the command exits 1).
 """
 FORMATTER = argparse.RawDescriptionHelpFormatter
-PARENTS = [common.device_option("cpu", choices="cpu, cuda, cuda:N")]
+PARENTS = [common.device_option("cpu", devices="cpu, cuda, cuda:N")]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

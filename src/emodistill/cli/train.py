@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from emodistill.cli import common
 
@@ -21,21 +22,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", help="one run per seed; several seeds add mean ± std")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
     p.add_argument("--help-config", action="store_true",
-                   help="list every field of the model's config (--model, default dmd), of train and of data, "
-                   "with type, default and description, and exit")
+                   help="list every field of the model's config (--model, else the model of --config, else dmd), "
+                   "of train and of data, with type, default and description, and exit")
 
 
 def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-    from emodistill.training.config import config_help, make_config
+    from emodistill.training.config import config_help, make_config, recipe_model
 
     if args.help_config:
-        print(config_help(args.model or "dmd"), end="")
+        print(config_help(args.model or recipe_model(args.config)), end="")
         return 0
 
     from emodistill.metrics.scores import metrics_table
     from emodistill.training.distributed import init_from_env, on_main
     from emodistill.training.fit import fit, fit_seeds
-    from emodistill.training.run_dir import open_run_dir
+    from emodistill.training.run_dir import create_run_dir, read_run_dir
 
     if args.resume and (overrides or args.config or args.model or args.data):
         raise ValueError("--resume takes the run's own configuration; drop the other options")
@@ -43,7 +44,12 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
                                                max_epochs=args.epochs, device=args.device)
     # under torchrun every process runs this; rank 0 alone names, checks and creates the directory
     ctx = init_from_env(args.device or (cfg.train.device if cfg else "auto"))
-    cfg, seeds, root = on_main(lambda: open_run_dir(cfg, args.run_dir, seeds=args.seeds, resume=args.resume), ctx)
+    if args.resume:
+        root = Path(args.resume)
+        cfg, seeds = on_main(lambda: read_run_dir(root), ctx)
+    else:
+        seeds = args.seeds
+        root = on_main(lambda: create_run_dir(cfg, args.run_dir, seeds=seeds), ctx)
 
     data = cfg.data.load()
     if seeds and len(seeds) > 1:

@@ -14,7 +14,9 @@ DESCRIPTION = (
     "used. Start the same command on several machines with one --storage postgresql://USER:PW@HOST/DB to share "
     "the study. Overrides as in `train` (--train.NAME VALUE, --model.NAME VALUE) change the base config."
 )
-PARENTS = [common.model_option(), *common.training_options("runs/tune-<study>")]
+PARENTS = [common.model_option("without --config, tune uses the model's shipped recipe for the data; "
+                                "one of --model and --config is required"),
+           *common.training_options("runs/tune-<study>")]
 OVERRIDES = True
 
 
@@ -34,8 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-    from pathlib import Path
-
     from emodistill.experiments.search_space import parse_search_space
     from emodistill.experiments.tune import TuneOptions, default_recipe, require_optuna, run_tune
     from emodistill.training.config import load_recipe, make_config
@@ -52,13 +52,11 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
         print(f"recipe: {recipe}")
         cfg = make_config(recipe, overrides=[("data.dataset", cfg.data.dataset), *overrides], **common_args)
     space = parse_search_space(load_recipe(recipe).get("search"), str(recipe))
-    study = args.study or f"{cfg.model}-{Path(cfg.data.source).stem}"
-    root = Path(args.run_dir or Path("runs") / f"tune-{study.replace('/', '-')}")
-    seeds = [] if args.no_final or args.final_seeds == [0] else args.final_seeds
-    opts = TuneOptions(trials=args.trials, study=study, final_seeds=seeds, quiet=args.quiet,
-                       storage=args.storage or f"sqlite:///{(root / 'study.db').resolve()}",
+    opts = TuneOptions(trials=args.trials, study=args.study, storage=args.storage,
+                       final_seeds=[] if args.no_final else args.final_seeds, quiet=args.quiet,
                        pruner_warmup=args.pruner_warmup, startup_trials=args.startup_trials, heartbeat=args.heartbeat)
-    out = run_tune(cfg, space, data, root, opts, origin=str(recipe))
+    out = run_tune(cfg, space, data, args.run_dir, opts, origin=str(recipe))
+    root = out["run_dir"]
     print((root / "tune.md").read_text())
     final = ", final/" if (root / "final" / "summary.json").is_file() else ""
     print(f"tune directory: {root} (tune.md, trials.csv, best.yaml, history.png, importance.png{final}); "

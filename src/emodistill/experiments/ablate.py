@@ -10,7 +10,7 @@ validation split only, as in every run.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,7 @@ from emodistill.data.types import MMSAData
 from emodistill.io import log, write_json, write_text
 from emodistill.metrics.scores import PRIMARY_METRICS
 from emodistill.metrics.stats import grid_csv, grid_markdown
-from emodistill.models.dmd.config import DMDConfig
-from emodistill.models.dmd.dhmd import DHMDConfig
+from emodistill.models.registry import model_fields
 from emodistill.training.config import RunConfig
 from emodistill.training.fit import fit_seeds
 
@@ -58,8 +57,6 @@ ABLATIONS: dict[str, Variant] = {
 }  # fmt: skip
 """Every ablation variant, in table order."""
 
-_CONFIG_CLASS = {"dmd": DMDConfig, "dhmd": DHMDConfig}
-
 
 def check_variants(names: list[str] | None = None) -> list[str]:
     """``names`` (default: every variant, in table order), refusing an unknown one."""
@@ -79,7 +76,7 @@ def variant_config(base: RunConfig, name: str) -> RunConfig:
     """
     v = ABLATIONS[check_variants([name])[0]]
     cfg = copy.deepcopy(base)
-    known = {f.name for f in fields(_CONFIG_CLASS[v.model])}
+    known = model_fields(v.model)
     model_cfg = {k: val for k, val in cfg.model_config.items() if k in known}
     disabled = tuple(model_cfg.get("disabled_losses", ())) + tuple(v.overrides.get("disabled_losses", ()))
     model_cfg.update(v.overrides)

@@ -28,7 +28,7 @@ from emodistill.io import log, write_json, write_text
 from emodistill.metrics.scores import HEADLINE_METRICS, PRIMARY_METRICS
 from emodistill.metrics.stats import grid_csv, grid_markdown
 from emodistill.models import list_models
-from emodistill.training.config import RunConfig, load_recipe
+from emodistill.training.config import RunConfig, check_model_config, load_recipe
 from emodistill.training.fit import fit_seeds
 
 
@@ -41,19 +41,20 @@ def seeds_from_arg(values: list[int]) -> list[int]:
 
 def model_config(base: RunConfig, model: str, recipes: dict[str, str] | None = None) -> RunConfig:
     """``base`` for ``model``: its own recipe's model section if given, the base recipe's if it names this
-    model, else the model's defaults."""
-    if model not in list_models():
-        raise ValueError(f"model {model!r} is not registered; expected some of {sorted(list_models())}")
+    model, else the model's defaults; checked and typed as every configuration (``check_model_config``).
+
+    Raises:
+        ValueError: an unregistered model, a recipe for another model, or a recipe key that is not a field
+            of the model (or of the wrong type).
+    """
     cfg = copy.deepcopy(base)
+    values, origin = (cfg.model_config if cfg.model == model else {}), "model"
     if recipes and model in recipes:
         d = load_recipe(recipes[model])
-        section = dict(d.get("model") or {})
-        if section.pop("name", model) != model:
+        values, origin = dict(d.get("model") or {}), f"{recipes[model]}: model"
+        if values.pop("name", model) != model:
             raise ValueError(f"recipe {recipes[model]!r} is for model {d['model'].get('name')!r}, not {model!r}")
-        cfg.model_config = section
-    elif cfg.model != model:
-        cfg.model_config = {}
-    cfg.model = model
+    cfg.model, cfg.model_config = model, check_model_config(model, values, origin)
     return cfg
 
 
@@ -103,7 +104,7 @@ def compare_robustness(data: MMSAData, root: Path, per_seed: dict[str, list[dict
     curve, averaged over seeds, per model."""
     import numpy as np
 
-    from emodistill.experiments.robustness import areas_markdown, plot_areas, write_robustness
+    from emodistill.experiments.robustness import areas_markdown, default_robustness_dir, plot_areas, write_robustness
     from emodistill.models.registry import load_checkpoint
 
     metrics = HEADLINE_METRICS[data.spec.metric_family]
@@ -111,9 +112,10 @@ def compare_robustness(data: MMSAData, root: Path, per_seed: dict[str, list[dict
     for model_name, runs in per_seed.items():
         per_run = []
         for run in runs:
-            out_dir = Path(run["run_dir"]) / "robustness-test"
+            ckpt = Path(run["run_dir"]) / "best.ckpt"
+            out_dir = default_robustness_dir(ckpt, "test")
             if not (out_dir / "robustness.json").is_file():  # resumable like the training grid
-                model, _ = load_checkpoint(Path(run["run_dir"]) / "best.ckpt")
+                model, _ = load_checkpoint(ckpt)
                 write_robustness(model, data.test, data.spec, out_dir, seed=seed, title=f"{model_name} seed "
                                  f"{run['seed']}")
             per_run.append(json.loads((out_dir / "robustness.json").read_text())["areas"])

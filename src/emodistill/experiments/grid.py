@@ -25,7 +25,6 @@ def open_plan_dir(
     plan: dict[str, Any],
     *,
     keys: Sequence[str] | None = None,
-    what: str | None = None,
     marker: str | None = None,
 ) -> bool:
     """Create ``root`` with ``<kind>.yaml`` holding ``plan``, or check that it holds the same plan.
@@ -36,7 +35,6 @@ def open_plan_dir(
         plan: what the experiment runs; written as YAML (the file is rewritten with it).
         keys: the plan entries that must match a saved plan (default: all); others may change between
             invocations (e.g. a search's budget).
-        what: how errors name the experiment (default ``kind``).
         marker: a file that marks a directory without plan as this experiment's (a search's storage).
 
     Returns:
@@ -55,7 +53,7 @@ def open_plan_dir(
         names = keys if keys is not None else list(dict.fromkeys([*now, *saved]))
         diff = [k for k in names if saved.get(k) != now.get(k)]
         if diff:
-            raise ValueError(f"{plan_file}: this directory holds another {what or kind} (different "
+            raise ValueError(f"{plan_file}: this directory holds another {kind} (different "
                              f"{', '.join(diff)}); use a new --run-dir")
     elif root.exists() and any(root.iterdir()) and not (marker and (root / marker).exists()):
         raise FileExistsError(f"{root}: directory is not empty and holds no {kind}.yaml")

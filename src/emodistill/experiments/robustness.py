@@ -193,6 +193,12 @@ def plot_areas(areas_by_model: dict[str, dict[str, dict[str, float]]], metric: s
     save_png(fig, path)
 
 
+def default_robustness_dir(checkpoint: str | Path, split: str) -> Path:
+    """Where the robustness files of ``checkpoint`` on ``split`` go: ``<checkpoint's folder>/robustness-<split>``
+    (a run directory's ``robustness-test/``)."""
+    return Path(checkpoint).parent / f"robustness-{split}"
+
+
 def write_robustness(
     model: torch.nn.Module,
     split: SplitData,

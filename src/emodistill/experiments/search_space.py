@@ -158,7 +158,8 @@ def parse_search_space(
 
 
 def check_model_keys(space: dict[str, Param], model_fields: set[str], origin: str) -> None:
-    """Refuse ``model.*`` keys that are not fields of the model's config (``model.config_dict()``)."""
+    """Refuse ``model.*`` keys not in ``model_fields``, the field names of the model's registered config
+    dataclass (``registry.model_config_class``)."""
     for key in space:
         section, _, name = key.partition(".")
         if section == "model" and name not in model_fields:

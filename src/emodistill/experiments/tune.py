@@ -36,7 +36,7 @@ import os
 import socket
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ from emodistill.training.config import RunConfig
 from emodistill.training.fit import fit, fit_seeds
 
 DEFAULT_FINAL_SEEDS = [1111, 1112, 1113, 1114, 1115]
+STUDY_DB = "study.db"
+"""The SQLite file of a study stored in its run directory (the default storage)."""
 
 
 @dataclass
@@ -59,11 +61,13 @@ class TuneOptions:
 
     trials: int
     """Finished (COMPLETE + PRUNED) trials the study should reach, shared by all workers."""
-    study: str
-    storage: str
-    """SQLAlchemy URL of the study's storage (``sqlite:///...``, ``postgresql://user:pw@host/db``)."""
+    study: str | None = None
+    """Name of the study in its storage; None: :func:`default_study` of the base configuration."""
+    storage: str | None = None
+    """SQLAlchemy URL of the study's storage (``sqlite:///...``, ``postgresql://user:pw@host/db``); None:
+    :func:`default_storage` of the run directory."""
     final_seeds: list[int] = field(default_factory=lambda: list(DEFAULT_FINAL_SEEDS))
-    """Seeds of the final stage; empty: no final stage."""
+    """Seeds of the final stage; empty or ``[0]`` (``--final-seeds 0``): no final stage."""
     quiet: bool = False
     pruner_warmup: int = 2
     """Epochs reported before a trial may be pruned."""
@@ -81,7 +85,25 @@ class TuneOptions:
             raise ValueError(f"--heartbeat={self.heartbeat} must be >= 1 second")
         if self.pruner_warmup < 0 or self.startup_trials < 0:
             raise ValueError("--pruner-warmup and --startup-trials must be >= 0")
-        self.storage = storage_url(self.storage)
+        if list(self.final_seeds) == [0]:
+            self.final_seeds = []
+        if self.storage is not None:
+            self.storage = storage_url(self.storage)
+
+
+def default_study(cfg: RunConfig) -> str:
+    """``<model>-<data file stem>``, e.g. ``mult-aligned_50``: the study of ``cfg`` when none is named."""
+    return f"{cfg.model}-{Path(cfg.data.source).stem}"
+
+
+def default_tune_dir(study: str, parent: str | Path = "runs") -> Path:
+    """``runs/tune-<study>`` (a ``/`` in the study name becomes ``-``)."""
+    return Path(parent) / f"tune-{study.replace('/', '-')}"
+
+
+def default_storage(run_dir: str | Path) -> str:
+    """``sqlite:////abs/RUN_DIR/study.db``: a study of one machine, stored in its run directory."""
+    return f"sqlite:///{(Path(run_dir) / STUDY_DB).resolve()}"
 
 
 def worker_name() -> str:
@@ -248,7 +270,7 @@ def best_config(study, base: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict(apply_params(base, study.best_trial.params), origin=f"best trial of {study.study_name}")
 
 
-def run_tune(base_cfg: RunConfig, space: dict[str, Param], data: MMSAData, run_dir: str | Path,
+def run_tune(base_cfg: RunConfig, space: dict[str, Param], data: MMSAData, run_dir: str | Path | None,
              opts: TuneOptions, origin: str = "recipe") -> dict[str, Any]:
     """One worker of a search (see the module docstring). Safe to run on several machines at once.
 
@@ -256,28 +278,32 @@ def run_tune(base_cfg: RunConfig, space: dict[str, Param], data: MMSAData, run_d
         base_cfg: the configuration every trial starts from (recipe + command-line overrides).
         space: the parsed ``search:`` section.
         data: the loaded data set (only its train and valid splits are used by trials).
-        run_dir: this worker's output directory.
-        opts: budget, storage, study, final seeds, pruning and heartbeat settings.
+        run_dir: this worker's output directory; None: :func:`default_tune_dir` of the study.
+        opts: budget, storage, study, final seeds, pruning and heartbeat settings (a study or storage left
+            None takes its default, :func:`default_study` and :func:`default_storage`).
         origin: the recipe's name, for error messages.
 
     Returns:
-        ``{"best": {number, value, params}, "counts": {...}, "ran": n, "final": record or None}``.
+        ``{"best": {number, value, params}, "counts": {...}, "ran": n, "final": record or None,
+        "run_dir": the output directory}``.
     """
-    from emodistill.models import create_model
+    from emodistill.models.registry import model_config_class
 
-    run_dir = Path(run_dir)
     if not space:
         raise ValueError(f"{origin}: no 'search' section; add one (see `emodistill tune --help`)")
+    opts = replace(opts, study=opts.study or default_study(base_cfg))
+    run_dir = Path(run_dir) if run_dir else default_tune_dir(opts.study)
+    opts = replace(opts, storage=opts.storage or default_storage(run_dir))
     base = base_cfg.to_dict()
-    # model.* keys are checked against the model's real config before any trial is run
-    probe = create_model(base_cfg.model, data.spec, **base_cfg.model_config)
-    check_model_keys(space, set(probe.config_dict()), origin)
-    del probe
+    # model.* keys and the base values are checked against the model's config class before any trial is run
+    config = model_config_class(base_cfg.model)
+    known = {f.name for f in fields(config)}
+    config(**{k: v for k, v in base_cfg.model_config.items() if k in known})
+    check_model_keys(space, known, origin)
     plan = {"study": opts.study, "storage": masked_url(opts.storage), "trials": opts.trials,
             "final_seeds": opts.final_seeds, "config": base, "search": {k: p.to_dict() for k, p in space.items()}}
     # trials and final_seeds may change between invocations (e.g. to extend a study); the search may not
-    open_plan_dir(run_dir, "tune", plan, keys=("config", "search", "study", "storage"), what="search",
-                  marker="study.db")
+    open_plan_dir(run_dir, "tune", plan, keys=("config", "search", "study", "storage"), marker=STUDY_DB)
     study = open_study(opts)
     log(f"tune: study {opts.study!r} in {masked_url(opts.storage)}, worker {worker_name()}, target {opts.trials} "
         "finished trials")
@@ -304,4 +330,4 @@ def run_tune(base_cfg: RunConfig, space: dict[str, Param], data: MMSAData, run_d
         log(f"tune: the final stage is being run by {claimed[1].get('worker')} ({claimed[1].get('run_dir')})")
     final = claimed[1] if claimed else None
     tune_report.write_outputs(study, base, space, run_dir, final)
-    return {"best": best, "counts": trial_counts(study), "ran": ran, "final": final}
+    return {"best": best, "counts": trial_counts(study), "ran": ran, "final": final, "run_dir": run_dir}

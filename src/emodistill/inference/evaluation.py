@@ -18,14 +18,12 @@ from torch import nn
 
 from emodistill.data import load_dataset, reader_options
 from emodistill.data.loader import BatchLoader
-from emodistill.data.types import MMSAData, SplitData
+from emodistill.data.types import SPLITS, MMSAData, SplitData
 from emodistill.metrics.scores import compute_metrics
 from emodistill.models.registry import load_checkpoint
 from emodistill.spec import DatasetSpec
 from emodistill.training.fit import predictions_csv
 from emodistill.training.loop import Predictions, predict, resolve_device
-
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from emodistill.spec import DatasetSpec
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
-_CONFIGS: dict[str, type | None] = {}
+_CONFIGS: dict[str, type] = {}
 
 
 class ModelField(NamedTuple):
@@ -33,11 +33,9 @@ class ModelField(NamedTuple):
     """The resolved annotation, e.g. ``int``, ``float | None``, ``tuple[str, ...]``."""
     default: Any
     """The default value (``dataclasses.MISSING`` if there is none)."""
-    owner: type | Callable
-    """The config dataclass that declares the field, or the builder for a builder-only keyword."""
 
 
-def register_model(name: str, description: str = "", *, config: type | None = None) -> Callable:
+def register_model(name: str, description: str = "", *, config: type) -> Callable:
     """Decorator that registers ``fn(spec, **cfg) -> nn.Module`` under ``name``.
 
     Args:
@@ -45,7 +43,7 @@ def register_model(name: str, description: str = "", *, config: type | None = No
         description: one line for ``emodistill models`` (default: the builder's first docstring line).
         config: the model's config dataclass, whose fields are the builder's keyword arguments.
     """
-    if config is not None and not dataclasses.is_dataclass(config):
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
         raise TypeError(f"register_model({name!r}): config={config!r} is not a dataclass")
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -64,8 +62,8 @@ def _check_name(name: str) -> None:
         raise KeyError(f"unknown model {name!r}; choose from {sorted(_BUILDERS)}")
 
 
-def model_config_class(name: str) -> type | None:
-    """The config dataclass registered with model ``name`` (None if it was registered without one)."""
+def model_config_class(name: str) -> type:
+    """The config dataclass registered with model ``name``."""
     _check_name(name)
     return _CONFIGS[name]
 
@@ -76,19 +74,17 @@ def model_fields(name: str) -> dict[str, ModelField]:
     _check_name(name)
     out: dict[str, ModelField] = {}
     config = _CONFIGS[name]
-    if config is not None:
-        hints = typing.get_type_hints(config)
-        for f in dataclasses.fields(config):
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            owner = next(c for c in config.__mro__ if f.name in c.__dict__.get("__annotations__", {}))
-            out[f.name] = ModelField(f.name, hints[f.name], default, owner)
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        out[f.name] = ModelField(f.name, hints[f.name], default)
     fn = _BUILDERS[name]
     hints = typing.get_type_hints(fn)
     for i, p in enumerate(inspect.signature(fn).parameters.values()):
         if i == 0 or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in out:
             continue  # the first parameter is the spec
         default = dataclasses.MISSING if p.default is p.empty else p.default
-        out[p.name] = ModelField(p.name, hints.get(p.name, Any), default, fn)
+        out[p.name] = ModelField(p.name, hints.get(p.name, Any), default)
     return out
 
 

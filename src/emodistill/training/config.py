@@ -194,6 +194,12 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
     return d
 
 
+def recipe_model(recipe: str | Path | None) -> str:
+    """The model a recipe is for: its ``model.name``; dmd if it names none or there is no recipe."""
+    section = (load_recipe(str(recipe)).get("model") or {}) if recipe else {}
+    return section.get("name", "dmd")
+
+
 SECTIONS = {"train": TrainConfig, "data": DataConfig}
 """The sections of a recipe that are dataclasses of this module (``model`` depends on the model)."""
 
@@ -316,16 +322,15 @@ def config_help(model: str = "dmd") -> str:
     and docstring (``emodistill train --help-config``)."""
     from emodistill.models.registry import model_config_class, model_fields
 
-    _model_fields(model)  # a one-line error for an unknown model
-    config = model_config_class(model)
-    title = f" ({config.__name__})" if config else ""
-    out = [f"--model.NAME VALUE: options of model {model}{title}"]
-    docs: dict[Any, dict[str, str]] = {}
-    for f in model_fields(model).values():
-        if isinstance(f.owner, type):
-            doc = docs.setdefault(f.owner, field_docs(f.owner)).get(f.name)
-        else:
-            doc = f"keyword argument of the {model} builder (not stored in its config)"
+    try:
+        config, found = model_config_class(model), model_fields(model)
+    except KeyError as e:  # an unknown model name: a one-line error, as in _model_fields
+        raise ValueError(e.args[0]) from None
+    docs, stored = field_docs(config), {f.name for f in fields(config)}
+    builder_only = f"keyword argument of the {model} builder (not stored in its config)"
+    out = [f"--model.NAME VALUE: options of model {model} ({config.__name__})"]
+    for f in found.values():
+        doc = docs.get(f.name) if f.name in stored else builder_only
         out.append(describe_field(f.name, f.type, f.default, doc))
     for section, cls in SECTIONS.items():
         out += ["", f"--{section}.NAME VALUE: {cls.__name__}"]

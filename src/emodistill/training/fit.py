@@ -57,8 +57,7 @@ from emodistill.training.loop import (
     timed,
     train_one_epoch,
 )
-
-_RUN_FILES = {"run.yaml"}  # written by the CLI before fit() starts
+from emodistill.training.run_dir import RUN_FILE
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -294,7 +293,8 @@ def _open_run_dir(run_dir: Path, resume: bool, resolved: dict) -> tuple[dict | N
             log(f"{run_dir}: run already finished; results.json is up to date")
             return None, json.loads((run_dir / "results.json").read_text())
         return state_ckpt, None
-    if run_dir.exists() and any(p.name not in _RUN_FILES for p in run_dir.iterdir()) and not resume:
+    # create_run_dir may have written run.yaml into the new directory already
+    if run_dir.exists() and any(p.name != RUN_FILE for p in run_dir.iterdir()) and not resume:
         raise FileExistsError(f"{run_dir}: run directory is not empty (use --resume to continue it)")
     run_dir.mkdir(parents=True, exist_ok=True)
     return None, None

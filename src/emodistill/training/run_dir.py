@@ -17,6 +17,7 @@ from emodistill.io import dump_yaml, write_text
 from emodistill.training.config import RunConfig
 
 RUN_FILE = "run.yaml"
+"""The file of a run directory that records how the run was started (:func:`create_run_dir`)."""
 
 
 def default_run_dir(name: str, source: str, parent: str | Path = "runs") -> Path:
@@ -53,19 +54,3 @@ def read_run_dir(run_dir: str | Path) -> tuple[RunConfig, list[int] | None]:
         raise ValueError(f"{run_file}: expected a mapping with a 'config' section, found {type(saved).__name__}")
     return RunConfig.from_dict(saved["config"], origin=str(run_file)), saved.get("seeds")
 
-
-def open_run_dir(
-    cfg: RunConfig | None,
-    run_dir: str | Path | None = None,
-    *,
-    seeds: list[int] | None = None,
-    resume: str | Path | None = None,
-) -> tuple[RunConfig, list[int] | None, Path]:
-    """``(config, seeds, directory)`` of a run: ``resume``'s own (:func:`read_run_dir`), else a new directory
-    for ``cfg`` and ``seeds`` (:func:`create_run_dir`)."""
-    if resume:
-        saved, saved_seeds = read_run_dir(resume)
-        return saved, saved_seeds, Path(resume)
-    if cfg is None:
-        raise ValueError("open_run_dir: give a configuration or a run directory to resume")
-    return cfg, seeds, create_run_dir(cfg, run_dir, seeds=seeds)
