@@ -17,6 +17,7 @@ from emodistill.data import (
     load_mmsa,
 )
 from emodistill.data.check import describe, label_bins
+from emodistill.metrics.scores import SIMS_CLASS_NAMES
 
 
 def _set(split, key, fn):
@@ -370,3 +371,7 @@ def test_label_bins_follow_mmsa_rules():
     # SIMS: (lo, hi] intervals -0.7 -> first bin, 0.1 -> neutral, 0.7 -> weak positive.
     _, counts = label_bins(np.array([-1.0, -0.7, -0.69, 0.1, 0.7, 0.71]), "sims")
     np.testing.assert_array_equal(counts, [2, 1, 1, 1, 1])
+    # float32 labels (as loaded) are binned in float32 like the SIMS metric: 0.1f neutral, -0.7f negative.
+    names, counts = label_bins(np.array([-1.0, -0.7, -0.69, 0.1, 0.7, 0.71], dtype=np.float32), "sims")
+    np.testing.assert_array_equal(counts, [2, 1, 1, 1, 1])
+    assert tuple(names) == SIMS_CLASS_NAMES

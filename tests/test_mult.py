@@ -345,3 +345,21 @@ def test_encoder_rejects_bad_configuration():
         GroupedMulTEncoder(2, 8, 2, 1, [0.0])
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         GroupedMulTEncoder(1, 8, 2, 1, [1.0])
+
+
+def test_dmd_and_mult_configs_extend_the_grouped_encoder_config_first():
+    """The shared fields come first, in one order, with one set of defaults (checkpoints store them by name)."""
+    from dataclasses import asdict, fields
+
+    from emodistill.models.dmd.config import DMDConfig
+    from emodistill.models.dmd.dhmd import DHMDConfig
+    from emodistill.models.layers.grouped_config import GroupedEncoderConfig
+    from emodistill.models.mult import MulTConfig
+
+    base = asdict(GroupedEncoderConfig())
+    assert list(base)[0] == "d_model" and list(base)[-1] == "attn_mask" and len(base) == 15
+    for cls in (DMDConfig, DHMDConfig, MulTConfig):
+        assert [f.name for f in fields(cls)][: len(base)] == list(base)
+        assert {k: v for k, v in asdict(cls()).items() if k in base} == base
+    kw = MulTConfig(attn_dropout=0.1, attn_dropout_a=0.2, attn_dropout_v=0.3).encoder_kwargs(["v", "l", "a"])
+    assert kw["attn_dropouts"] == [0.3, 0.1, 0.2]

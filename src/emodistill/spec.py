@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
 """MMSA's modality keys, in the order MMSA lists feature dims (T, A, V)."""
+FRAME_MODALITIES: tuple[str, str] = ("audio", "vision")
+"""The modalities whose features are frame sequences with a length per clip (``audio_lengths``,
+``vision_lengths`` in MMSA files and batches; named features, normalisation statistics and a maximum frame
+count in extraction). Text is a token sequence; its valid length comes from the ``text_bert`` mask."""
 
 SHORT_NAMES: dict[str, str] = {"text": "l", "audio": "a", "vision": "v"}
 """One-letter name of each modality (``l`` for language, as DMD and MulT write it): the keys inside those

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from emodistill.data.types import MMSAData, SplitData
+from emodistill.metrics.scores import SIMS_CLASS_NAMES, sims_bins
+from emodistill.spec import DatasetSpec
 
 _BAR = 40  # characters of the longest histogram bar
-# SIMS label bins as MMSA's 5-class SIMS metric cuts them: (lo, hi] intervals.
-_SIMS_EDGES = (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01)
-_SIMS_NAMES = ("neg (-1,-.7]", "weak neg (-.7,-.1]", "neutral (-.1,.1]", "weak pos (.1,.7]", "pos (.7,1]")
 
 
 def describe(data: MMSAData) -> str:
@@ -43,14 +42,15 @@ def describe(data: MMSAData) -> str:
         )
     for split in data.splits.values():
         lines.append("")
-        lines.extend(_describe_split(split, spec.metric_family))
+        lines.extend(_describe_split(split, spec))
     lines.append("")
     lines.append("notes:" if data.notes else "notes:     none")
     lines.extend(f"  - {note}" for note in data.notes)
     return "\n".join(lines)
 
 
-def _describe_split(split: SplitData, family: str) -> list[str]:
+def _describe_split(split: SplitData, spec: DatasetSpec) -> list[str]:
+    family = spec.metric_family
     lines = [f"[{split.name}] {len(split)} samples"]
     arrays = {
         "text": split.text,
@@ -59,7 +59,7 @@ def _describe_split(split: SplitData, family: str) -> list[str]:
         "vision": split.vision,
         "audio_lengths": split.audio_lengths,
         "vision_lengths": split.vision_lengths,
-        "labels (0/1)" if family == "binary" else "regression_labels": split.labels,
+        "labels (0/1)" if spec.is_binary else "regression_labels": split.labels,
     }
     arrays.update({f"regression_labels_{m}": y for m, y in split.unimodal_labels.items()})
     for key, arr in arrays.items():
@@ -93,11 +93,9 @@ def label_bins(labels: np.ndarray, family: str) -> tuple[list[str], np.ndarray]:
     SIMS intervals for sims, the two classes 0 and 1 for binary data (labels are validated 0/1)."""
     if family == "binary":
         return ["0", "1"], np.array([int(np.sum(labels == 0)), int(np.sum(labels == 1))])
-    if family == "sims":
-        # side="left" makes bin i the interval (edge_i, edge_i+1], as MMSA cuts them.
-        idx = np.searchsorted(np.asarray(_SIMS_EDGES), np.clip(labels, -1, 1), side="left") - 1
-        counts = np.bincount(np.clip(idx, 0, len(_SIMS_NAMES) - 1), minlength=len(_SIMS_NAMES))
-        return list(_SIMS_NAMES), counts
+    if family == "sims":  # the bins of the SIMS Mult_acc_5 metric, compared in the labels' dtype as there
+        idx = sims_bins(np.clip(labels, -1, 1))
+        return list(SIMS_CLASS_NAMES), np.bincount(idx, minlength=len(SIMS_CLASS_NAMES))
     classes = np.round(np.clip(labels, -3, 3)).astype(int)
     return [f"{c:+d}" for c in range(-3, 4)], np.bincount(classes + 3, minlength=7)
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from emodistill.data.types import SplitData
+from emodistill.spec import FRAME_MODALITIES
 
 
 class BatchLoader:
@@ -92,7 +93,7 @@ class BatchLoader:
         }
         if split.text_bert is not None:
             t["text_bert"] = torch.from_numpy(split.text_bert)
-        for mod in ("audio", "vision"):
+        for mod in FRAME_MODALITIES:
             lengths = getattr(split, f"{mod}_lengths")
             if lengths is None:  # aligned file: every step counts
                 t[f"{mod}_lengths"] = torch.full((n,), getattr(split, mod).shape[1], dtype=torch.int64)

@@ -44,7 +44,7 @@ from emodistill.data.hashes import (
 )
 from emodistill.data.safe_pickle import safe_load
 from emodistill.data.types import SPLITS, DataValidationError, MMSAData, SplitData
-from emodistill.spec import LABEL_SUFFIXES, MODALITIES, DatasetSpec
+from emodistill.spec import FRAME_MODALITIES, LABEL_SUFFIXES, MODALITIES, DatasetSpec
 
 DATASET_NAMES: tuple[str, ...] = ("mosi", "mosei", "sims", "synth", "custom")
 LABEL_RANGES: dict[str, tuple[float, float]] = {"sims": (-1.0, 1.0)}  # every other name: (-3, 3)
@@ -141,7 +141,7 @@ def _extraction_record(record: Any, path: Path, dims: dict[str, int]) -> dict | 
     if not (isinstance(record, dict) and str(record.get("format", "")).startswith("emodistill.extract/")):
         return None
     names = record.get("feature_names") or {}
-    for m in ("audio", "vision"):
+    for m in FRAME_MODALITIES:
         if len(names.get(m, [])) != dims[m]:
             raise _fail(path, None, "config", f"the extraction record names {len(names.get(m, []))} {m} "
                         f"features, the arrays have {dims[m]}")

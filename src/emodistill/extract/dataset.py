@@ -36,7 +36,7 @@ from emodistill.extract.errors import ExtractError, MissingExtraError
 from emodistill.extract.features import fit_normalization, normalize, pad, sequences
 from emodistill.extract.labels import ClipJob, read_labels
 from emodistill.io import atomic_write
-from emodistill.spec import LABEL_SUFFIXES
+from emodistill.spec import FRAME_MODALITIES, LABEL_SUFFIXES
 
 SPLITS = ("train", "valid", "test")
 _VERSIONED = ("numpy", "torch", "av", "librosa", "mediapipe", "cv2", "transformers", "faster_whisper", "opensmile")
@@ -129,19 +129,19 @@ def assemble(done: list[tuple[ClipJob, ClipFeatures]], cfg: ExtractConfig) -> tu
     if cfg.normalize:
         train = [seqs[id(c)] for _, c in by_split["train"]]
         stats = {m: fit_normalization([s[m] for s in train], [s[f"{m}_valid"] for s in train], done[0][1].names(m))
-                 for m in ("audio", "vision")}
+                 for m in FRAME_MODALITIES}
     first = done[0][1]
     L = first.text.shape[0]
     if cfg.aligned:
-        lens = {"audio": L, "vision": L}
+        lens = dict.fromkeys(FRAME_MODALITIES, L)
     else:
         lens = {m: getattr(cfg, f"{m}_max_frames") or max(len(seqs[id(c)][m]) for _, c in done)
-                for m in ("audio", "vision")}
+                for m in FRAME_MODALITIES}
     splits = {s: _split_dict(by_split[s], seqs, stats, lens, cfg.aligned) for s in SPLITS}
     record = {
         "format": FORMAT,
         "extract": cfg.to_dict(),
-        "feature_names": {"audio": first.names("audio"), "vision": first.names("vision")},
+        "feature_names": {m: first.names(m) for m in FRAME_MODALITIES},
         "text_dim": int(first.text.shape[1]),
         "seq_lens": {"text": int(L), **{m: int(n) for m, n in lens.items()}},
         "normalization": stats,
@@ -150,10 +150,10 @@ def assemble(done: list[tuple[ClipJob, ClipFeatures]], cfg: ExtractConfig) -> tu
 
 
 def _split_dict(items, seqs, stats, lens, aligned: bool) -> dict[str, Any]:
-    out: dict[str, list] = {k: [] for k in ("audio", "vision", "audio_lengths", "vision_lengths")}
+    out: dict[str, list] = {k: [] for m in FRAME_MODALITIES for k in (m, f"{m}_lengths")}
     for _, clip in items:
         s = seqs[id(clip)]
-        for m in ("audio", "vision"):
+        for m in FRAME_MODALITIES:
             x = normalize(s[m], s[f"{m}_valid"], stats[m] if stats else None)
             padded, n = pad(x, lens[m])
             out[m].append(padded)

@@ -36,7 +36,7 @@ from emodistill.metrics.stats import records_csv
 from emodistill.models.dmd.gd_unit import EDGE_NAMES
 from emodistill.models.dmd.model import MODS as DMD_MODALITIES
 from emodistill.models.registry import load_checkpoint
-from emodistill.spec import LONG_NAMES
+from emodistill.spec import FRAME_MODALITIES, LONG_NAMES
 
 LABEL_7_NAMES = {
     -3: "strongly negative",
@@ -117,7 +117,7 @@ class Predictor:
     def predict_features(self, clip: ClipFeatures) -> dict[str, Any]:
         """Predict from already extracted raw features of one clip."""
         names = self.record["feature_names"]
-        for m in ("audio", "vision"):
+        for m in FRAME_MODALITIES:
             if list(getattr(clip, f"{m}_names")) != list(names[m]):
                 raise ValueError(f"{self.source}: the clip's {m} features differ from the training features")
         batch, frames = self._batch(clip)
@@ -156,7 +156,7 @@ class Predictor:
         lens = self.record["seq_lens"]
         stats = self.record.get("normalization")
         arrays, kept, truncated = {}, {}, []
-        for m in ("audio", "vision"):
+        for m in FRAME_MODALITIES:
             x = normalize(seqs[m], seqs[f"{m}_valid"], stats[m] if stats else None)
             arrays[m], kept[m] = pad(x, lens[m])
             if len(x) > lens[m]:

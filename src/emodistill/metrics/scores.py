@@ -103,12 +103,15 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
 }
 """One-line description per metric key, for the README and ``--help``."""
 
-# CH-SIMS class edges; a value v falls in class i when edges[i] < v <= edges[i + 1].
-_SIMS_EDGES: dict[str, tuple[float, ...]] = {
+SIMS_EDGES: dict[str, tuple[float, ...]] = {
     "Mult_acc_2": (-1.01, 0.0, 1.01),
     "Mult_acc_3": (-1.01, -0.1, 0.1, 1.01),
     "Mult_acc_5": (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01),
 }
+"""MMSA's CH-SIMS class edges per metric key: a value ``v`` in [-1, 1] falls in class ``i`` when
+``edges[i] < v <= edges[i + 1]`` (see :func:`sims_bins`)."""
+SIMS_CLASS_NAMES: tuple[str, ...] = ("[-1,-0.7]", "(-0.7,-0.1]", "(-0.1,0.1]", "(0.1,0.7]", "(0.7,1]")
+"""Names of the five classes of ``SIMS_EDGES["Mult_acc_5"]`` (values clipped to [-1, 1] first)."""
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:
@@ -277,8 +280,9 @@ def _round_acc(pred: np.ndarray, true: np.ndarray, bound: float) -> float:
     return accuracy(np.round(np.clip(true, -bound, bound)), np.round(np.clip(pred, -bound, bound)))
 
 
-def _sims_bins(x: np.ndarray, edges: Sequence[float]) -> np.ndarray:
-    """Class index i with ``edges[i] < x <= edges[i+1]`` (edges compared in ``x``'s dtype)."""
+def sims_bins(x: np.ndarray, edges: Sequence[float] = SIMS_EDGES["Mult_acc_5"]) -> np.ndarray:
+    """Class index i with ``edges[i] < x <= edges[i+1]`` (edges compared in ``x``'s dtype, as MMSA does),
+    for ``x`` already clipped to [-1, 1]; by default the five classes of :data:`SIMS_CLASS_NAMES`."""
     inner = np.asarray(edges[1:-1], dtype=x.dtype)
     # side="left" counts the inner edges strictly below x, which is the (lo, hi] convention
     return np.searchsorted(inner, x, side="left")
@@ -308,10 +312,10 @@ def _mosi_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 def _sims_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     pred, true = np.clip(pred, -1.0, 1.0), np.clip(true, -1.0, 1.0)
     m: dict[str, float] = {}
-    for key, edges in _SIMS_EDGES.items():
-        m[key] = accuracy(_sims_bins(true, edges), _sims_bins(pred, edges))
-    m["F1_score"] = weighted_f1(_sims_bins(true, _SIMS_EDGES["Mult_acc_2"]),
-                                _sims_bins(pred, _SIMS_EDGES["Mult_acc_2"]))
+    for key, edges in SIMS_EDGES.items():
+        m[key] = accuracy(sims_bins(true, edges), sims_bins(pred, edges))
+    m["F1_score"] = weighted_f1(sims_bins(true, SIMS_EDGES["Mult_acc_2"]),
+                                sims_bins(pred, SIMS_EDGES["Mult_acc_2"]))
     m["MAE"] = float(np.mean(np.abs(pred.astype(np.float64) - true.astype(np.float64))))
     m["Corr"] = pearson(pred, true)
     return m

@@ -11,7 +11,8 @@ Where things live:
 * one baseline per module: :mod:`.mult` (MulT), :mod:`.misa`, :mod:`.self_mm`, :mod:`.tfn`, :mod:`.lmf`,
   :mod:`.lf_dnn`, :mod:`.ef_lstm` (MMSA's models) and :mod:`.late_fusion` (a light late-fusion model);
 * :mod:`.layers`, blocks used by several models: ``grouped_transformer`` (the grouped MulT encoder of DMD,
-  DHMD and MulT, its folded-weight cache and dropout fields) and its ``attention_kernels``;
+  DHMD and MulT, its folded-weight cache and dropout fields), its ``attention_kernels`` and ``grouped_config``
+  (the encoder hyper-parameters DMD's and MulT's configs extend, and the models' shared inference cache);
   ``mmsa_subnets`` (the unimodal branches of LF-DNN, TFN and LMF); ``text_encoder`` (BERT); ``masking``
   (valid-step masks and lengths); ``pooling`` (masked mean, LSTM last state); ``norms`` (``BatchNorm``).
 

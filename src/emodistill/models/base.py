@@ -87,7 +87,8 @@ class MERModel(nn.Module):
         reuse weight-derived work across calls; a no-op here (``contextlib.nullcontext``).
 
         Models on :class:`~emodistill.models.layers.grouped_transformer.GroupedMulTEncoder` (DMD, DHMD,
-        MulT) return :func:`~emodistill.models.layers.grouped_transformer.folded_weight_cache`: the encoders
+        MulT; :class:`~emodistill.models.layers.grouped_config.FoldedInferenceCache`) return
+        :func:`~emodistill.models.layers.grouped_transformer.folded_weight_cache`: the encoders
         fold their LayerNorms into the projections once per block instead of once per call.
 
         Args:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from emodistill.models.base import MERModel, ModelOutput
-from emodistill.models.layers.masking import text_mask
+from emodistill.models.layers.masking import nonzero_rows_mask
 from emodistill.models.layers.norms import BatchNorm
 from emodistill.models.layers.pooling import masked_mean
 from emodistill.models.registry import register_model
@@ -82,17 +82,9 @@ class LateFusion(MERModel):
         )
 
     def valid_mask(self, batch: dict[str, Tensor], modality: str) -> Tensor:
-        """(B, T) True on the steps of ``modality`` that hold data."""
-        if modality == "text":
-            return text_mask(batch)  # (B, T_l): the BERT input mask, else the non-zero rows
-        x = batch[modality]  # (B, T, D)
-        steps = torch.arange(x.shape[1], device=x.device)  # (T,)
-        mask = steps[None, :] < batch[f"{modality}_lengths"][:, None]  # (B, T)
-        if self.spec.aligned:
-            # Aligned files carry no lengths (the loader reports T), yet they are zero-padded on the word
-            # timeline; averaging the padding would shrink the features of short clips toward zero.
-            mask = mask & (x != 0).any(-1)
-        return mask
+        """(B, T) True on the steps of ``modality`` that hold data: :func:`~.layers.masking.nonzero_rows_mask`
+        (in aligned data an audio/vision step counts only if its own feature row is non-zero)."""
+        return nonzero_rows_mask(batch, modality, self.spec.aligned)
 
     def encode(self, batch: dict[str, Tensor]) -> Tensor:
         """Fused representation (B, M * H) before the fusion MLP."""

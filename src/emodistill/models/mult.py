@@ -25,19 +25,14 @@ code and MMSA before that commit add it. ``position_embedding=True`` (default) f
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from emodistill.models.base import MERModel, ModelOutput
-from emodistill.models.layers.grouped_transformer import (
-    DROPOUT_FIELDS,
-    GroupedMulTEncoder,
-    fast_dropout,
-    folded_weight_cache,
-)
+from emodistill.models.layers.grouped_config import FoldedInferenceCache, GroupedEncoderConfig
+from emodistill.models.layers.grouped_transformer import DROPOUT_FIELDS, GroupedMulTEncoder, fast_dropout
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
 from emodistill.spec import LONG_NAMES, MODALITIES, SHORT_NAMES, DatasetSpec
@@ -50,40 +45,11 @@ CROSS_PAIRS = (("l", "a"), ("l", "v"), ("a", "l"), ("a", "v"), ("v", "l"), ("v",
 
 
 @dataclass
-class MulTConfig:
-    """MulT hyper-parameters. Defaults: MMSA ``config_regression.json`` ``mult`` / ``mosi`` (MOSEI values in
-    brackets, from the ``mosei`` section; see recipes ``mult_mosi.yaml`` / ``mult_mosei.yaml``)."""
+class MulTConfig(GroupedEncoderConfig):
+    """MulT hyper-parameters. Defaults: MMSA ``config_regression.json`` ``mult`` / ``mosi`` (MOSEI: its
+    ``mosei`` section; see recipes ``mult_mosi.yaml`` / ``mult_mosei.yaml``). Its first fields, ``d_model``
+    to ``attn_mask``, are :class:`GroupedEncoderConfig`'s."""
 
-    d_model: int = 50
-    """Width ``d`` of every projection and crossmodal transformer (``dst_feature_dim_nheads[0]``; [30])."""
-    num_heads: int = 10
-    """Attention heads in every transformer (``dst_feature_dim_nheads[1]``; [6])."""
-    nlevels: int = 4
-    """Layers per crossmodal transformer; the mem transformers get ``max(nlevels, 3)``."""
-    kernel_l: int = 5
-    """Temporal Conv1d kernel of the text projection (``conv1d_kernel_size_l``; [5])."""
-    kernel_a: int = 5
-    """Temporal Conv1d kernel of the audio projection ([1])."""
-    kernel_v: int = 5
-    """Temporal Conv1d kernel of the vision projection ([3])."""
-    text_dropout: float = 0.5
-    """Dropout on the text features (or BERT output) before the projection ([0.3])."""
-    attn_dropout: float = 0.3
-    """Attention dropout of the text-sourced crossmodal and all mem transformers ([0.4])."""
-    attn_dropout_a: float = 0.2
-    """Attention dropout of the audio-sourced crossmodal transformers ([0.0])."""
-    attn_dropout_v: float = 0.0
-    """Attention dropout of the vision-sourced crossmodal transformers ([0.0])."""
-    relu_dropout: float = 0.0
-    """Dropout after the FFN ReLU in every layer ([0.0])."""
-    res_dropout: float = 0.0
-    """Dropout on each sublayer output before its residual add ([0.0])."""
-    embed_dropout: float = 0.2
-    """Dropout on the scaled (position-embedded) transformer inputs ([0.0])."""
-    output_dropout: float = 0.5
-    """Dropout inside the residual projection head ([0.5])."""
-    attn_mask: bool = True
-    """Causal masks in every transformer (MMSA ``attn_mask``)."""
     position_embedding: bool = True
     """Add sinusoidal position embeddings (paper, original code); False reproduces MMSA since 2022-09."""
     text_encoder: str | None = None
@@ -109,11 +75,6 @@ class MulTConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"MulTConfig.{name}={getattr(self, name)} must lie in [0, 1)")
 
-    @property
-    def mem_layers(self) -> int:
-        """Layers of the mem transformers: ``max(nlevels, 3)`` (MMSA ``get_network(layers=3)``)."""
-        return max(self.nlevels, 3)
-
 
 class _NoPositionEncoder(GroupedMulTEncoder):
     """:class:`GroupedMulTEncoder` without position embeddings: input ``sqrt(E) * x_in`` (MMSA since 2022-09)."""
@@ -133,7 +94,7 @@ class MulTOutput(ModelOutput):
     """``(B, 6d)`` the concatenated last steps (l, a, v) that the head reads (MMSA ``Feature_f``)."""
 
 
-class MulT(MERModel):
+class MulT(FoldedInferenceCache, MERModel):
     """MulT baseline; see the module docstring. Build it with ``create_model("mult", spec, **cfg)``."""
 
     name = "mult"
@@ -153,15 +114,9 @@ class MulT(MERModel):
             {m: nn.Conv1d(dims[m], d, self.kernels[m], padding=0, bias=False) for m in MODS if not self.skip_proj[m]}
         )
         encoder = GroupedMulTEncoder if cfg.position_embedding else _NoPositionEncoder
-        p_attn = {"l": cfg.attn_dropout, "a": cfg.attn_dropout_a, "v": cfg.attn_dropout_v}
-        common = dict(
-            relu_dropout=cfg.relu_dropout,
-            res_dropout=cfg.res_dropout,
-            embed_dropout=cfg.embed_dropout,
-            attn_mask=cfg.attn_mask,
-        )
-        self.crossmodal = encoder(6, d, cfg.num_heads, cfg.nlevels, [p_attn[src] for _, src in CROSS_PAIRS], **common)
-        self.mem = encoder(3, 2 * d, cfg.num_heads, cfg.mem_layers, [cfg.attn_dropout] * 3, **common)
+        # attention dropout by source modality; the mem transformers all use attn_dropout (MMSA get_network)
+        self.crossmodal = encoder(6, d, cfg.num_heads, cfg.nlevels, **cfg.encoder_kwargs([s for _, s in CROSS_PAIRS]))
+        self.mem = encoder(3, 2 * d, cfg.num_heads, cfg.mem_layers, **cfg.encoder_kwargs(["l"] * 3))
         self.proj1 = nn.Linear(6 * d, 6 * d)
         self.proj2 = nn.Linear(6 * d, 6 * d)
         self.out_layer = nn.Linear(6 * d, 1)
@@ -199,11 +154,6 @@ class MulT(MERModel):
         last = self.mem(mem_in, last_only=True)  # 3 x (B, 2d): the last time step only
         last_h = {LONG_NAMES[m]: last[i] for i, m in enumerate(MODS)}
         return last_h, torch.cat(last, dim=1)  # (B, 6d), order l, a, v
-
-    def inference_cache(self, store: dict | None = None) -> AbstractContextManager[None]:
-        """:func:`~emodistill.models.layers.grouped_transformer.folded_weight_cache`: the encoder families fold
-        their LayerNorms once for the whole block, not once per call; see :meth:`MERModel.inference_cache`."""
-        return folded_weight_cache(store)
 
     def classify(self, fused: Tensor) -> Tensor:
         """Residual projection head: ``(B, 6d) -> (B, 1)``."""

@@ -52,12 +52,11 @@ from emodistill.models.layers.masking import text_mask
 from emodistill.models.layers.pooling import masked_mean
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
-from emodistill.spec import DatasetSpec
+from emodistill.spec import MODALITIES, DatasetSpec
 
-HEADS = ("fusion", "text", "audio", "vision")
-"""The four output heads; ``fusion`` predicts the multimodal score."""
-UNIMODAL = ("text", "audio", "vision")
-"""Heads trained on generated labels."""
+HEADS = ("fusion", *MODALITIES)
+"""The four output heads: ``fusion`` predicts the multimodal score; one head per modality
+(:data:`~emodistill.spec.MODALITIES`) is trained on generated labels."""
 _EPS = 1e-8  # MMSA's MIN in update_labels
 
 
@@ -222,7 +221,7 @@ class ULGM(nn.Module):
         if bool(update.any()):
             y_m = self.label_fusion[index]
             delta_f = self._delta("fusion", feats["fusion"])
-            for s in UNIMODAL:
+            for s in MODALITIES:
                 delta_s = self._delta(s, feats[s])
                 alpha = delta_s / (delta_f + _EPS)
                 new = 0.5 * alpha * y_m + 0.5 * (y_m + delta_s - delta_f)
@@ -375,7 +374,7 @@ class SelfMM(MERModel):
             scores[h], features[h] = self.heads[h](inputs[h])  # (B, 1), (B, F_h)
         return SelfMMOutput(
             prediction=scores["fusion"],
-            unimodal={s: scores[s] for s in UNIMODAL},
+            unimodal={s: scores[s] for s in MODALITIES},
             features=features,
             index=batch.get("index"),
             training=self.training,
@@ -398,7 +397,7 @@ class SelfMM(MERModel):
             raise KeyError("self_mm training needs batch['index'] (the row in the training split) for its ULGM")
         targets = self.ulgm.observe(output.index, y, output.features)
         loss, terms = task, {}
-        for s in UNIMODAL:
+        for s in MODALITIES:
             weight = torch.tanh((targets[s] - targets["fusion"]).abs())  # (B,)
             terms[f"uni_{s}"] = (weight * (output.unimodal[s].view(-1) - targets[s]).abs()).mean()
             loss = loss + terms[f"uni_{s}"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from emodistill.metrics.scores import _SIMS_EDGES, _sims_bins
+from emodistill.metrics.scores import SIMS_CLASS_NAMES, sims_bins
 from emodistill.models.dmd.gd_unit import EDGE_NAMES, EDGE_STUDENT, EDGE_TEACHER
 from emodistill.models.dmd.model import MODS as DMD_MODALITIES
 from emodistill.spec import is_binary_task
@@ -24,7 +24,6 @@ GD_MODALITIES = tuple(m.upper() for m in DMD_MODALITIES)
 """Row/column labels of an edge matrix: ``("L", "V", "A")`` (GD index 0 = L, 1 = V, 2 = A)."""
 
 ACC7_CLASSES = ("-3", "-2", "-1", "0", "1", "2", "3")
-SIMS5_CLASSES = ("[-1,-0.7]", "(-0.7,-0.1]", "(-0.1,0.1]", "(0.1,0.7]", "(0.7,1]")
 BINARY_CLASSES = ("0", "1")
 
 
@@ -80,7 +79,7 @@ def prediction_classes(p: np.ndarray, task: str, family: str) -> tuple[np.ndarra
 
 def _regression_classes(x: np.ndarray, family: str) -> tuple[np.ndarray, tuple[str, ...]]:
     if family == "sims":
-        return _sims_bins(np.clip(x, -1.0, 1.0), _SIMS_EDGES["Mult_acc_5"]).astype(np.int64), SIMS5_CLASSES
+        return sims_bins(np.clip(x, -1.0, 1.0)).astype(np.int64), SIMS_CLASS_NAMES
     return (np.round(np.clip(x, -3.0, 3.0)) + 3).astype(np.int64), ACC7_CLASSES  # -3..3 -> 0..6
 
 

@@ -303,8 +303,7 @@ def _predictions_section(run: RunFiles, pred: TestPredictions | None, out: Path,
     p_idx, _ = A.prediction_classes(pred.prediction, run.task, run.family)
     counts = A.confusion_matrix(t_idx, p_idx, len(names))
     acc = float(np.trace(counts) / counts.sum())
-    kind = {"binary": "2-class (logit > 0)", "sims": "SIMS 5-class"}.get(
-        "binary" if is_binary_task(run.task) else run.family, "7-class (Acc-7 rounding)")
+    kind = {"binary": "2-class (logit > 0)", "sims": "SIMS 5-class"}.get(run.family, "7-class (Acc-7 rounding)")
     record["confusion"] = {"classes": list(names), "rows": "true", "cols": "predicted",
                            "counts": counts.tolist(), "source": pred.source}
     s.figures.append(_save(

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from emodistill.data.loader import BatchLoader
+from emodistill.metrics.scores import binary_cross_entropy_with_logits
 from emodistill.spec import is_binary_task
 from emodistill.training.config import TrainConfig
 from emodistill.training.distributed import DistContext, all_sum, gather_objects, unwrap
@@ -169,8 +170,7 @@ class Predictions:
         """The model-selection criterion, averaged over samples: the absolute error (regression, as DMD)
         or the binary cross-entropy of the logits (binary tasks)."""
         if self.is_binary:
-            z, y = self.prediction, self.label
-            return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+            return binary_cross_entropy_with_logits(self.prediction, self.label)
         return float(np.mean(np.abs(self.prediction - self.label)))
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from emodistill.models.dmd.gd_unit import prior_from_logits
 from emodistill.models.dmd.losses import ORT_SEMANTICS
+from emodistill.models.layers.grouped_config import GroupedEncoderConfig
 from emodistill.models.layers.grouped_transformer import DROPOUT_FIELDS  # every dropout rate of the model
 
 LOSS_TERMS = (
@@ -23,40 +24,10 @@ LOSS_TERMS = (
 
 
 @dataclass
-class DMDConfig:
-    """DMD hyper-parameters (official MOSI values by default; MOSEI: see ``official_config("mosei")``)."""
+class DMDConfig(GroupedEncoderConfig):
+    """DMD hyper-parameters (official MOSI values by default; MOSEI: see ``official_config("mosei")``).
+    Its first fields, ``d_model`` to ``attn_mask``, are :class:`GroupedEncoderConfig`'s."""
 
-    d_model: int = 50
-    """Model width ``d`` (official ``dst_feature_dim_nheads[0]``; MOSEI 30). The mem encoders use ``2d``."""
-    num_heads: int = 10
-    """Attention heads in every encoder (official ``dst_feature_dim_nheads[1]``; MOSEI 6)."""
-    nlevels: int = 4
-    """Layers per encoder; the mem encoders get ``max(nlevels, 3)`` (official ``get_network(layers=3)``)."""
-    kernel_l: int = 5
-    """Temporal Conv1d kernel of the text projection (no padding: ``T' = T - k + 1``)."""
-    kernel_a: int = 5
-    """Temporal Conv1d kernel of the audio projection (MOSEI 1)."""
-    kernel_v: int = 5
-    """Temporal Conv1d kernel of the vision projection (MOSEI 3)."""
-    text_dropout: float = 0.5
-    """Dropout on the text features / BERT output (MOSEI 0.3)."""
-    attn_dropout: float = 0.3
-    """Attention-probability dropout of the l self-attention, l-sourced crossmodal and mem encoders
-    (MOSEI 0.4)."""
-    attn_dropout_a: float = 0.2
-    """Attention-probability dropout of the a self-attention and a-sourced crossmodal encoders (MOSEI 0)."""
-    attn_dropout_v: float = 0.0
-    """Attention-probability dropout of the v self-attention and v-sourced crossmodal encoders."""
-    relu_dropout: float = 0.0
-    """Dropout after the FFN ReLU in every encoder layer."""
-    res_dropout: float = 0.0
-    """Dropout on each encoder sublayer output before its residual add."""
-    embed_dropout: float = 0.2
-    """Dropout on the scaled, position-embedded encoder inputs (MOSEI 0)."""
-    output_dropout: float = 0.5
-    """Dropout inside every residual FC head (homo, hetero, c and fusion heads)."""
-    attn_mask: bool = True
-    """Causal masks ``triu(-inf, 1 + |T_k - T_q|)`` in every encoder (official ``attn_mask``)."""
     gd_size_homo: int = 64
     """Projection width of the HomoGD unit."""
     gd_size_hetero: int = 32
@@ -155,8 +126,3 @@ class DMDConfig:
     def prior_hetero(self) -> list[float]:
         """HeteroGD prior edge weights (official ``[0.0060, 0.0060, 0.3273, 0.0060, 0.3273, 0.3273]``)."""
         return prior_from_logits(self.gd_prior_logits_hetero, self.gd_prior_temperature)
-
-    @property
-    def mem_layers(self) -> int:
-        """Layers of the mem encoders: ``max(nlevels, 3)``."""
-        return max(self.nlevels, 3)

@@ -23,7 +23,6 @@ Modality order inside DMD is ``l, v, a`` (text, vision, audio), as in the offici
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -33,7 +32,8 @@ from emodistill.models.base import MERModel, ModelOutput
 from emodistill.models.dmd import losses as L
 from emodistill.models.dmd.config import DMDConfig
 from emodistill.models.dmd.gd_unit import GDUnit
-from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder, fast_dropout, folded_weight_cache
+from emodistill.models.layers.grouped_config import FoldedInferenceCache
+from emodistill.models.layers.grouped_transformer import GroupedMulTEncoder, fast_dropout
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
 from emodistill.spec import LONG_NAMES, SHORT_NAMES, DatasetSpec
@@ -90,7 +90,7 @@ def _mdict(make) -> nn.ModuleDict:
     return nn.ModuleDict({m: make(m) for m in MODS})
 
 
-class DMD(MERModel):
+class DMD(FoldedInferenceCache, MERModel):
     """DMD model; see the module docstring. Build it with ``create_model("dmd", spec, **cfg)``."""
 
     fixed_seq_lens = True
@@ -125,26 +125,17 @@ class DMD(MERModel):
         self.decoder = _mdict(lambda m: nn.Conv1d(2 * d, d, 1, bias=False))
         self.align_c = _mdict(lambda m: nn.Linear(d * t_out[m], d))
 
-        p_attn = {"l": cfg.attn_dropout, "v": cfg.attn_dropout_v, "a": cfg.attn_dropout_a}
-        common = dict(
-            relu_dropout=cfg.relu_dropout,
-            res_dropout=cfg.res_dropout,
-            embed_dropout=cfg.embed_dropout,
-            attn_mask=cfg.attn_mask,
-        )
-        self.self_attn_c = GroupedMulTEncoder(
-            3, d, cfg.num_heads, cfg.nlevels, [p_attn[m] for m in MODS], **common
-        )
+        # self-attention member m attends to modality m; its attention dropout is that modality's
+        self.self_attn_c = GroupedMulTEncoder(3, d, cfg.num_heads, cfg.nlevels, **cfg.encoder_kwargs(MODS))
         self.c_proj1 = nn.Linear(3 * d, 3 * d)
         self.c_proj2 = nn.Linear(3 * d, 3 * d)
         self.c_out = nn.Linear(3 * d, 1)
         # crossmodal attention dropout follows the source modality (official get_network)
         self.crossmodal = GroupedMulTEncoder(
-            6, d, cfg.num_heads, cfg.nlevels, [p_attn[src] for _, src in CROSS_PAIRS], **common
+            6, d, cfg.num_heads, cfg.nlevels, **cfg.encoder_kwargs([src for _, src in CROSS_PAIRS])
         )
-        self.mem = GroupedMulTEncoder(
-            3, 2 * d, cfg.num_heads, cfg.mem_layers, [cfg.attn_dropout] * 3, **common
-        )
+        # the mem encoders all use attn_dropout, the text rate (official get_network)
+        self.mem = GroupedMulTEncoder(3, 2 * d, cfg.num_heads, cfg.mem_layers, **cfg.encoder_kwargs(["l"] * 3))
 
         self.homo_proj1 = _mdict(lambda m: nn.Linear(d * t_out[m], d))
         self.homo_proj2 = _mdict(lambda m: nn.Linear(d, d * t_out[m]))
@@ -307,11 +298,6 @@ class DMD(MERModel):
                 space: d[1] for space, d in (("homo", dict_homo), ("hetero", dict_het)) if d is not None
             },
         )
-
-    def inference_cache(self, store: dict | None = None) -> AbstractContextManager[None]:
-        """:func:`~emodistill.models.layers.grouped_transformer.folded_weight_cache`: the encoder families fold
-        their LayerNorms once for the whole block, not once per call; see :meth:`MERModel.inference_cache`."""
-        return folded_weight_cache(store)
 
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
