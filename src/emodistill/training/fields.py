@@ -96,21 +96,13 @@ def _convert(value: Any, tp: Any, text: bool) -> Any:
         if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
             return value.strip().lower() in TRUE_WORDS
         raise _Mismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if tp in (int, float):
+        # an int is a valid float, never the reverse; bool is an int to Python but not to a user
+        if isinstance(value, int if tp is int else (int, float)) and not isinstance(value, bool):
+            return tp(value)
         if isinstance(value, str):
             try:
-                return int(value.strip())
-            except ValueError:
-                raise _Mismatch from None
-        raise _Mismatch
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
+                return tp(value.strip())
             except ValueError:
                 raise _Mismatch from None
         raise _Mismatch
