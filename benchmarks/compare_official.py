@@ -36,7 +36,12 @@ import torch
 
 from emodistill.models import create_model
 from emodistill.models.dmd.model import MODS
-from emodistill.models.dmd.official import convert_official_state_dict, official_config, official_spec
+from emodistill.models.dmd.official import (
+    bert_config_from_state_dict,
+    convert_official_state_dict,
+    official_config,
+    official_spec,
+)
 from emodistill.models.layers.grouped_transformer import DROPOUT_FIELDS
 
 _DROPOUTS = DROPOUT_FIELDS
@@ -76,12 +81,14 @@ def load_official(repo: Path):
     )
 
 
-def official_args(dataset: str, setting: str, cfg: dict) -> _Args:
-    """The official ``args`` for DMD from our (official-valued) config."""
-    spec = official_spec(dataset, setting)
+def official_args(dataset: str, setting: str, cfg: dict, spec=None, use_bert: bool = False) -> _Args:
+    """The official ``args`` for DMD from our (official-valued) config; ``spec`` overrides the feature dims."""
+    spec = spec or official_spec(dataset, setting)
     return _Args(
-        use_bert=False,
+        use_bert=use_bert,
         use_finetune=True,
+        transformers="bert",
+        pretrained="(patched: see make_official_references.py)",
         dataset_name=dataset,
         need_data_aligned=setting == "aligned",
         feature_dims=(spec.feature_dims["text"], spec.feature_dims["audio"], spec.feature_dims["vision"]),
@@ -95,14 +102,29 @@ def official_args(dataset: str, setting: str, cfg: dict) -> _Args:
     )
 
 
-def build_pair(off, dataset: str, setting: str, zero_dropout: bool, seed: int = 0):
-    """Official (model, homo, hetero) and ours with identical weights."""
+def build_pair(
+    off,
+    dataset: str,
+    setting: str,
+    zero_dropout: bool,
+    seed: int = 0,
+    overrides: dict | None = None,
+    spec=None,
+    use_bert: bool = False,
+):
+    """Official (model, homo, hetero) and ours with identical weights.
+
+    ``overrides`` replaces official hyper-parameters (applied after ``zero_dropout``), ``spec`` the
+    official DatasetSpec (e.g. a text width matching a small BERT), ``use_bert`` builds the official
+    ``BertTextEncoder`` (whose ``from_pretrained`` the caller must have patched) and ours from its config.
+    """
     cfg = official_config(dataset)
     if zero_dropout:
         cfg.update({k: 0.0 for k in _DROPOUTS})
-    spec = official_spec(dataset, setting)
+    cfg.update(overrides or {})
+    spec = spec or official_spec(dataset, setting)
     torch.manual_seed(seed)
-    args = official_args(dataset, setting, cfg)
+    args = official_args(dataset, setting, cfg, spec, use_bert)
     model = off.DMD(args)
     d = cfg["d_model"]
     homo = off.Homo(
@@ -125,6 +147,11 @@ def build_pair(off, dataset: str, setting: str, zero_dropout: bool, seed: int = 
         for name, p in model.named_parameters():
             if "layer_norm" in name:
                 p.add_(0.1 * torch.randn_like(p))
+    if use_bert:
+        cfg["text_encoder_config"] = bert_config_from_state_dict(model.state_dict())
+        cfg["text_encoder_config"].update(
+            {k: getattr(model.text_model.model.config, k) for k in cfg["text_encoder_config"]}
+        )
     ours = create_model("dmd", spec, **cfg)
     sd = convert_official_state_dict(
         model.state_dict(), spec, ours.config, gd_homo=homo.state_dict(), gd_hetero=het.state_dict()
