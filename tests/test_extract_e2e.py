@@ -265,5 +265,37 @@ def test_speech_recognition_supplies_missing_transcripts(media_dir, tmp_path):
         given = extractor(media_dir / "videos" / "clip0.mp4", transcript="my own words")  # asr.use: missing
         assert given.transcript == "my own words" and given.timing == "uniform"
     cfg.asr.model = None
-    with ClipExtractor(cfg) as extractor, pytest.raises(ExtractError, match="no transcript"):
+    with ClipExtractor(cfg) as extractor, pytest.raises(ExtractError, match="no transcript: the labels file"):
         extractor(media_dir / "videos" / "clip0.mp4", transcript=" ")
+
+
+def test_predict_without_transcript_speaks_predicts_language(trained, media_dir, tmp_path, capsys):
+    video = tmp_path / "new.mp4"
+    video.write_bytes((media_dir / "videos" / "clip6.mp4").read_bytes())
+    capsys.readouterr()
+    assert main(["predict", str(video), "--checkpoint", str(trained)]) == 2  # no --transcript, no sidecar, no ASR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("emodistill predict: error: no transcript: ")
+    assert "--transcript" in err and "sidecar VIDEO.txt/.srt/.json" in err and "labels file" not in err
+    video.with_suffix(".txt").write_text(SENTENCES[6][0])  # the sidecar the message names is then used
+    assert main(["predict", str(video), "--checkpoint", str(trained)]) == 0
+    assert json.loads(capsys.readouterr().out)["transcript"] == SENTENCES[6][0]
+
+
+
+def test_predict_is_quiet(trained, media_dir):
+    """MediaPipe / TFLite native log lines are not shown by default (a subprocess: they bypass capsys)."""
+    import os
+    import subprocess
+
+    drop = ("EMODISTILL_DEBUG", "GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    video = media_dir / "videos" / "clip6.mp4"
+    out = subprocess.run(
+        [sys.executable, "-m", "emodistill", "predict", str(video), "--checkpoint", str(trained), "--transcript",
+         SENTENCES[6][0]],
+        capture_output=True, text=True, timeout=300, env=env, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["score"] is not None
+    assert "W0000" not in out.stderr and "inference_feedback_manager" not in out.stderr, out.stderr

@@ -36,11 +36,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(overrides text.model; default bert-base-uncased)")
     p.add_argument("--asr-model", help="faster-whisper model directory or bundled:whisper-base, used for clips "
                    "without a transcript (overrides asr.model)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show third-party log lines (MediaPipe, TensorFlow Lite); also EMODISTILL_DEBUG=1")
 
 
 def run(args: argparse.Namespace) -> int:
     from emodistill.extract.config import load_extract_config
     from emodistill.extract.dataset import ExtractionFailed, extract_dataset
+    from emodistill.extract.logs import quiet_third_party_logs, set_verbose
+
+    if args.verbose:
+        set_verbose()
+    quiet_third_party_logs()  # before anything imports mediapipe; worker processes inherit the variables
 
     cfg = load_extract_config(args.config)
     if args.aligned:

@@ -27,11 +27,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: a sidecar VIDEO.json/.srt/.txt, else speech recognition if the checkpoint's "
                    "extraction used it)")
     p.add_argument("-o", "--output", help="also write the JSON (one video) or CSV (folder) to this file")
+    p.add_argument("--verbose", action="store_true",
+                   help="show third-party log lines (MediaPipe, TensorFlow Lite); also EMODISTILL_DEBUG=1")
 
 
 def run(args: argparse.Namespace) -> int:
+    from emodistill.extract.logs import quiet_third_party_logs, set_verbose
     from emodistill.inference.predictor import Predictor, rows_to_csv
     from emodistill.io import atomic_write
+
+    if args.verbose:
+        set_verbose()
+    quiet_third_party_logs()  # before anything imports mediapipe; worker processes inherit the variables
 
     target = Path(args.video)
     with Predictor.from_checkpoint(args.checkpoint, device=args.device) as predictor:

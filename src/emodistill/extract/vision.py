@@ -42,13 +42,13 @@ state. The output depends only on the frames of that call, and identical frames 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from emodistill.extract.errors import MissingExtraError, require
 from emodistill.extract.face_geometry import MP_FEATURES, face_features
+from emodistill.extract.logs import filtered_native_stderr, quiet_third_party_logs
 
 HAAR_FEATURES: tuple[str, ...] = ("face_x", "face_y", "face_w", "face_h", "eyes", "smile", "face_present")
 
@@ -122,7 +122,7 @@ class FaceFeatureExtractor:
         self.cfg = cfg
         self._cv2 = require("cv2", "video", "face detection")
         if cfg.backend == "mediapipe":
-            os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ INFO/WARNING lines on stderr
+            quiet_third_party_logs()  # before the import: MediaPipe's C++ INFO/WARNING lines on stderr
         self._mp = require("mediapipe", "video", "facial landmarks") if cfg.backend == "mediapipe" else None
         self._track_mesh = self._static_mesh = None  # built on first use
         self._track_used = False
@@ -154,6 +154,13 @@ class FaceFeatureExtractor:
         """
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames: expected (T, H, W, 3) uint8 RGB, got shape {frames.shape} {frames.dtype}")
+        if self.cfg.backend != "mediapipe":
+            return self._features(frames)
+        with filtered_native_stderr():  # MediaPipe / TFLite log from C++ threads when the graphs start
+            return self._features(frames)
+
+    def _features(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`__call__` without the checks and the log filter."""
         feats = np.zeros((len(frames), len(self.feature_names)), np.float32)  # (T, D_v)
         present = np.zeros(len(frames), bool)
         if self.cfg.backend == "mediapipe":
@@ -169,9 +176,10 @@ class FaceFeatureExtractor:
 
     def close(self) -> None:
         """Release the MediaPipe graphs (they are rebuilt if the extractor is called again)."""
-        for mesh in (self._track_mesh, self._static_mesh):
-            if mesh is not None:
-                mesh.close()
+        with filtered_native_stderr():  # closing a graph can log from its threads too
+            for mesh in (self._track_mesh, self._static_mesh):
+                if mesh is not None:
+                    mesh.close()
         self._track_mesh = self._static_mesh = None
 
     def __enter__(self) -> FaceFeatureExtractor:

@@ -48,6 +48,12 @@ LABEL_7_NAMES = {
     3: "strongly positive",
 }
 _BRANCH_MODALITIES = tuple(LONG_NAMES[m] for m in DMD_MODALITIES)  # DMD's stacked head order: text, vision, audio
+SIDECAR_EXTENSIONS = (".json", ".srt", ".txt")
+"""Transcript files next to a video (``VIDEO.json`` ...), tried in this order when none is given."""
+NO_TRANSCRIPT = ("no transcript: give one with --transcript (text, or a .txt/.srt/.json file) or as a sidecar "
+                 "VIDEO.txt/.srt/.json next to the video; the checkpoint's extraction has no speech recognition "
+                 "model to fall back on")
+"""The error for a video without transcript, in ``emodistill predict``'s terms (it has no labels file)."""
 
 
 class CheckpointNotPredictable(ValueError):
@@ -79,7 +85,7 @@ class Predictor:
         self.record = record
         self.cfg = ExtractConfig.from_dict(record["extract"], origin=f"{source}: extract_config")
         self.spec = model.spec
-        self.extractor = ClipExtractor(self.cfg)
+        self.extractor = ClipExtractor(self.cfg, no_transcript=NO_TRANSCRIPT)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
@@ -103,12 +109,15 @@ class Predictor:
         Args:
             video: the video file.
             transcript: what is said, as text, or a ``.txt`` file with it, or an ``.srt``/``.json``
-                word-timing file; None uses speech recognition when the training extraction had a model
-                for it (else an error says a transcript is needed).
+                word-timing file; None uses a sidecar ``VIDEO.json/.srt/.txt`` if there is one, else speech
+                recognition when the training extraction had a model for it (else an error says a
+                transcript is needed).
 
         Raises:
             ExtractError: the video cannot be featurised (no audio stream, no face, corrupt, ...).
         """
+        if transcript is None:
+            transcript = sidecar(Path(video), SIDECAR_EXTENSIONS)
         text, timing = _transcript_arg(transcript)
         clip = self.extractor(video, transcript=text, timing_file=timing)
         out = self.predict_features(clip)
@@ -191,7 +200,7 @@ class Predictor:
         for video in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
             t = (transcripts or {}).get(video.name, (transcripts or {}).get(video.stem))
             if t is None:
-                t = sidecar(video, (".json", ".srt", ".txt"))
+                t = sidecar(video, SIDECAR_EXTENSIONS)
             try:
                 rows.append(self.predict_video(video, t))
             except Exception as e:  # reported per row; the CLI exits non-zero if any row has an error
