@@ -18,7 +18,7 @@ def _write_native(text: str) -> None:
 
 
 def test_native_log_lines_are_dropped_other_lines_kept(capfd, monkeypatch):
-    monkeypatch.delenv(logs.DEBUG_ENV, raising=False)
+    monkeypatch.setenv(logs.DEBUG_ENV, "0")
     with logs.filtered_native_stderr():
         _write_native(NOISE + "a real error message\n")
     err = capfd.readouterr().err
@@ -35,7 +35,10 @@ def test_debug_env_shows_everything(capfd, monkeypatch, value):
 
 def test_quiet_sets_log_levels_unless_verbose(monkeypatch):
     for name in ("GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL", logs.DEBUG_ENV):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first, so that monkeypatch records the original state and restores it after the test even
+        # though the code under test writes os.environ itself (delenv of an absent name records nothing)
+        monkeypatch.setenv(name, "0")
+        monkeypatch.delenv(name)
     logs.quiet_third_party_logs()
     assert os.environ["GLOG_minloglevel"] == "2" and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
     monkeypatch.delenv("GLOG_minloglevel")
@@ -43,6 +46,10 @@ def test_quiet_sets_log_levels_unless_verbose(monkeypatch):
     logs.set_verbose()  # what --verbose does
     logs.quiet_third_party_logs()
     assert "GLOG_minloglevel" not in os.environ and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+
+
+def test_environment_is_restored_after_the_test_above():
+    assert os.environ.get(logs.DEBUG_ENV, "") in ("", "0")
 
 
 def test_verbose_flag_on_predict_and_extract():

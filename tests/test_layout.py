@@ -2,7 +2,7 @@
 comment or docstring citing a document outside the repository.
 
 Layers, lowest first (a module may import from its own layer or a lower one):
-shared leaves (spec, io, checkpoint, metrics, plots) < data, models < training < experiments, extract,
+shared leaves (spec, io, checkpoint, metrics, plots, errors) < data, models < training < experiments, extract,
 inference, report < cli < __main__.
 """
 
@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "emodistill"
 LAYER = {
-    "spec": 0, "io": 0, "checkpoint": 0, "metrics": 0, "plots": 0,
+    "spec": 0, "io": 0, "checkpoint": 0, "metrics": 0, "plots": 0, "errors": 0,
     "data": 1, "models": 1,
     "training": 2,
     "experiments": 3, "extract": 3, "inference": 3, "report": 3,

@@ -56,5 +56,17 @@ def plain(obj: Any) -> Any:
     return obj
 
 
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in ``path``; a syntax error becomes a one-line ``ValueError`` naming the file, line
+    and column (PyYAML's own text spans several lines)."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{path}: expected valid YAML, found a syntax error{where} ({problem})") from e
+
+
 def dump_yaml(d: dict[str, Any]) -> str:
     return yaml.safe_dump(plain(d), sort_keys=False, default_flow_style=None)

@@ -3,6 +3,22 @@ declares the verb's arguments (``add_arguments``) and calls the library (``run``
 verbs are declared once, in :mod:`emodistill.cli.common`.
 
 Nothing here imports torch until a verb runs, so ``emodistill --help`` stays fast.
+
+Errors: :func:`main` is the one boundary between the library and the user. An exception that the user's input
+caused ends as ONE line ``emodistill VERB: error: MESSAGE`` on stderr (at most
+:data:`~emodistill.errors.MAX_MESSAGE` characters; longer or multi-line text is cut) and exit status 2. The rule
+is by type (:func:`is_user_error`):
+
+* user errors: :class:`~emodistill.errors.UserError` and its subclasses; ``ValueError`` (the library's way
+  to refuse a value: bad option, recipe, data or checkpoint, incl. ``DataValidationError``, ``DataHashError``);
+  ``OSError`` (missing, unreadable or existing files); ``pickle.UnpicklingError`` (incl. ``UnsafePickleError``:
+  a refused pickle); ``yaml.YAMLError``; ``ImportError`` (a missing optional extra); and the extraction
+  errors ``ExtractError``, ``ExtractionFailed``, ``WeightHashError``.
+* everything else (``AssertionError``, ``TypeError``, ``IndexError``, a bare ``KeyError`` or
+  ``RuntimeError``, ...) is a bug of ours, or torch's, and keeps its traceback.
+
+``emodistill --verbose VERB ...`` (or ``VERB --verbose``, or ``EMODISTILL_DEBUG=1``) prints the traceback
+of a user error too, and the full message.
 """
 
 from __future__ import annotations
@@ -10,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 
 from emodistill.cli import (
     ablate,
@@ -25,6 +42,7 @@ from emodistill.cli import (
     train,
     tune,
 )
+from emodistill.errors import one_line
 
 DESCRIPTION = """\
 emodistill: multimodal emotion recognition with decoupled multimodal distillation (DMD, DHMD).
@@ -61,19 +79,57 @@ VERBS = {
 }
 """Verb -> (module with ``add_arguments`` and ``run``, one-line help)."""
 
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError, ImportError, OSError)
-"""Reported as one line ``emodistill VERB: error: ...`` on stderr, exit status 2."""
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is reported as one line and exit status 2 (the rule of this module's docstring)."""
+    import pickle
+
+    import yaml
+
+    from emodistill.errors import UserError
+
+    if isinstance(err, (UserError, ValueError, OSError, pickle.UnpicklingError, yaml.YAMLError, ImportError)):
+        return True
+    if not isinstance(err, RuntimeError):
+        return False
+    from emodistill.extract.dataset import ExtractionFailed
+    from emodistill.extract.errors import ExtractError
+    from emodistill.extract.weights import WeightHashError
+
+    return isinstance(err, (ExtractError, ExtractionFailed, WeightHashError))
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False) or getattr(args, "verbose", False)
+                or os.environ.get("EMODISTILL_DEBUG", "") not in ("", "0"))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line (the usage text is behind ``--help``)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``VERB [SUBVERB] ... --verbose`` where the (leaf) parser did not declare its own."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for leaf in (subs[0].choices.values() if subs else [parser]):
+        if "--verbose" not in leaf._option_string_actions:
+            leaf.add_argument("--verbose", action="store_true", help=common.VERBOSE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="emodistill", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="emodistill", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # dest "debug": a verb's own --verbose (predict, extract: third-party logs too) keeps dest "verbose"
+    p.add_argument("--verbose", dest="debug", action="store_true", help=common.VERBOSE_HELP)
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, (module, help) in VERBS.items():
         verb = sub.add_parser(name, help=help, description=getattr(module, "DESCRIPTION", None),
                               parents=getattr(module, "PARENTS", []),
                               formatter_class=getattr(module, "FORMATTER", argparse.HelpFormatter))
         module.add_arguments(verb)
+        _add_verbose(verb)
     return p
 
 
@@ -91,9 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         if takes_overrides:
             return module.run(args, common.parse_overrides(extra))
         return module.run(args)
-    except USER_ERRORS as e:
-        print(f"emodistill {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; resume with `emodistill train --resume RUN_DIR`", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not is_user_error(e):
+            raise
+        if _debug(args):
+            traceback.print_exc()
+            print(f"emodistill {args.cmd}: error: {e}", file=sys.stderr)
+        else:
+            print(f"emodistill {args.cmd}: error: {one_line(e)}", file=sys.stderr)
+        return 2

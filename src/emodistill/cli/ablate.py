@@ -38,10 +38,11 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     variants = check_variants(args.variants)
     cfg = make_config(args.config, data=args.data, overrides=overrides, max_epochs=args.epochs, device=args.device,
                       field_models=sorted({ABLATIONS[v].model for v in variants}))
+    data = cfg.data.load()  # before the directory exists: bad data leaves no directory behind
     root, continuing = open_grid("ablation", cfg, args.seeds, args.run_dir, variants=variants)
     if continuing:
         print(f"continuing the ablation in {root}")
-    run_ablation(cfg, cfg.data.load(), root, args.seeds, variants, quiet=args.quiet)
+    run_ablation(cfg, data, root, args.seeds, variants, quiet=args.quiet)
     print((root / "ablation.md").read_text())
     print(f"ablation directory: {root} (ablation.md, ablation.csv, one run directory per variant and seed)")
     return 0

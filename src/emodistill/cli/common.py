@@ -93,6 +93,17 @@ def quiet_option(help: str = "no progress bars; one log line per epoch") -> argp
     return p
 
 
+VERBOSE_HELP = "on an error, print the traceback and the full message (also: EMODISTILL_DEBUG=1)"
+
+
+def verbose_option(help: str = VERBOSE_HELP) -> argparse.ArgumentParser:
+    """``--verbose``: details on errors; a verb that also shows more logs with it says so in ``help``
+    (``emodistill --verbose VERB`` works for every verb)."""
+    p = _parent()
+    p.add_argument("--verbose", action="store_true", help=help)
+    return p
+
+
 def training_options(run_dir_default: str) -> list[argparse.ArgumentParser]:
     """The options of every verb that trains (train, ablate, compare, tune): --data, --config, --epochs,
     --device, --run-dir, --quiet."""

@@ -48,10 +48,16 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
 
     cfg = make_config(args.config, data=args.data, overrides=overrides, max_epochs=args.epochs, device=args.device)
     seeds = seeds_from_arg(args.seeds)
+    from emodistill.models import list_models
+
+    unknown = [m for m in args.models if m not in list_models()]
+    if unknown:
+        raise ValueError(f"--models: unknown model(s) {unknown}; choose from {sorted(list_models())}")
+    data = cfg.data.load()  # before the directory exists: bad data leaves no directory behind
     root, continuing = open_grid("compare", cfg, seeds, args.run_dir, models=args.models, recipes=args.recipes)
     if continuing:
         print(f"continuing the compare in {root}")
-    run_compare(cfg, cfg.data.load(), root, args.models, seeds, recipes=args.recipes, quiet=args.quiet,
+    run_compare(cfg, data, root, args.models, seeds, recipes=args.recipes, quiet=args.quiet,
                 perturb=args.perturb)
     print((root / "compare.md").read_text())
     if args.perturb:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     from emodistill.metrics.scores import metrics_table
     from emodistill.training.distributed import init_from_env, on_main
     from emodistill.training.fit import fit, fit_seeds
-    from emodistill.training.run_dir import create_run_dir, read_run_dir
+    from emodistill.training.run_dir import create_run_dir, discard_on_failure, read_run_dir
 
     if args.resume and (overrides or args.config or args.model or args.data):
         raise ValueError("--resume takes the run's own configuration; drop the other options")
@@ -51,19 +51,21 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
         seeds = args.seeds
         root = on_main(lambda: create_run_dir(cfg, args.run_dir, seeds=seeds), ctx)
 
-    data = cfg.data.load()
-    if seeds and len(seeds) > 1:
-        fit_seeds(cfg, data, root, seeds, resume=bool(args.resume), quiet=args.quiet)
-        if ctx.is_main:
-            print((root / "summary.md").read_text())
-    else:
-        if seeds:
-            cfg.train.seed = seeds[0]
-        results = fit(cfg, data, root, resume=bool(args.resume), quiet=args.quiet)
-        if ctx.is_main:
-            print(f"Test metrics ({cfg.model}, seed {results['seed']}, best epoch {results['best_epoch']}"
-                  f" of {results['epochs_run']}):")
-            print(metrics_table(results["test"]))
+    # a run that fails before its first epoch (e.g. bad data) leaves no directory behind
+    with discard_on_failure(root, enabled=ctx.is_main and not args.resume):
+        data = cfg.data.load()
+        if seeds and len(seeds) > 1:
+            fit_seeds(cfg, data, root, seeds, resume=bool(args.resume), quiet=args.quiet)
+        else:
+            if seeds:
+                cfg.train.seed = seeds[0]
+            results = fit(cfg, data, root, resume=bool(args.resume), quiet=args.quiet)
+    if ctx.is_main and seeds and len(seeds) > 1:
+        print((root / "summary.md").read_text())
+    elif ctx.is_main:
+        print(f"Test metrics ({cfg.model}, seed {results['seed']}, best epoch {results['best_epoch']}"
+              f" of {results['epochs_run']}):")
+        print(metrics_table(results["test"]))
     if ctx.is_main:
         print(f"run directory: {root}")
     return 0

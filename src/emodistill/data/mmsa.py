@@ -95,6 +95,9 @@ def load_mmsa(
         name: _read_split(raw[name], path, name, replace_nonfinite=replace_nonfinite, notes=notes)
         for name in SPLITS
     }
+    for name, split in splits.items():  # an empty split would train on, select by or report nothing
+        if len(split) == 0:
+            raise _fail(path, name, None, "expected at least one sample, found 0")
     aligned, dims, lens = _check_across_splits(splits, path)
 
     published = published_key_for_hash(sha256)

@@ -18,11 +18,16 @@ import torch
 from torch import nn
 
 from emodistill.checkpoint import read_checkpoint
+from emodistill.errors import UserError
 from emodistill.spec import DatasetSpec
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 _CONFIGS: dict[str, type] = {}
+
+
+class UnknownModelError(UserError, KeyError):
+    """No model is registered under the requested name."""
 
 
 class ModelField(NamedTuple):
@@ -59,7 +64,7 @@ def register_model(name: str, description: str = "", *, config: type) -> Callabl
 
 def _check_name(name: str) -> None:
     if name not in _BUILDERS:
-        raise KeyError(f"unknown model {name!r}; choose from {sorted(_BUILDERS)}")
+        raise UnknownModelError(f"unknown model {name!r}; choose from {sorted(_BUILDERS)}")
 
 
 def model_config_class(name: str) -> type:

@@ -27,8 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from emodistill.io import read_yaml
 from emodistill.training.fields import convert, describe_field, field_docs
 
 if TYPE_CHECKING:
@@ -145,6 +144,10 @@ class RunConfig:
         unknown = set(d) - {"model", "train", "data", "search"}  # search: read by `emodistill tune` only
         if unknown:
             raise ValueError(f"{origin}: unknown section(s) {sorted(unknown)}; expected model, train, data, search")
+        for section in ("model", "train", "data"):
+            if not isinstance(d.get(section) or {}, dict):
+                raise ValueError(f"{origin}: section '{section}' must be a mapping (e.g. model: {{name: dmd}}), "
+                                 f"found {d[section]!r}")
         model = dict(d.get("model") or {})
         name = model.pop("name", "dmd")
         return cls(
@@ -187,10 +190,14 @@ def resolve_recipe(name_or_path: str) -> Path:
 
 def load_recipe(name_or_path: str) -> dict[str, Any]:
     path = resolve_recipe(name_or_path)
-    with open(path) as f:
-        d = yaml.safe_load(f) or {}
+    d = read_yaml(path) or {}
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: a recipe must be a mapping with sections model/train/data")
+        raise ValueError(f"{path}: a recipe must be a mapping with sections model/train/data, "
+                         f"found a {type(d).__name__}")
+    for section in ("model", "train", "data"):
+        if not isinstance(d.get(section) or {}, dict):
+            raise ValueError(f"{path}: section '{section}' must be a mapping (e.g. model: {{name: dmd}}), "
+                             f"found {d[section]!r}")
     return d
 
 

@@ -57,7 +57,7 @@ from emodistill.training.loop import (
     timed,
     train_one_epoch,
 )
-from emodistill.training.run_dir import RUN_FILE
+from emodistill.training.run_dir import is_unstarted
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -293,8 +293,9 @@ def _open_run_dir(run_dir: Path, resume: bool, resolved: dict) -> tuple[dict | N
             log(f"{run_dir}: run already finished; results.json is up to date")
             return None, json.loads((run_dir / "results.json").read_text())
         return state_ckpt, None
-    # create_run_dir may have written run.yaml into the new directory already
-    if run_dir.exists() and any(p.name != RUN_FILE for p in run_dir.iterdir()) and not resume:
+    # create_run_dir may have written run.yaml into the new directory already; a run that failed before its
+    # first epoch left only files this run rewrites
+    if run_dir.exists() and not is_unstarted(run_dir) and not resume:
         raise FileExistsError(f"{run_dir}: run directory is not empty (use --resume to continue it)")
     run_dir.mkdir(parents=True, exist_ok=True)
     return None, None

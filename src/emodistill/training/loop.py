@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from emodistill.data.loader import BatchLoader
+from emodistill.errors import DeviceUnavailable, NoOptimiserStep
 from emodistill.metrics.scores import binary_cross_entropy_with_logits
 from emodistill.spec import is_binary_task
 from emodistill.training.config import TrainConfig
@@ -42,9 +43,12 @@ def resolve_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch's text lists every backend it knows; ours names the usual ones
+        raise ValueError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but CUDA is not available; use 'cpu' or 'auto'")
+        raise DeviceUnavailable(f"train.device={name!r} but CUDA is not available; use 'cpu' or 'auto'")
     return device
 
 
@@ -135,7 +139,7 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{losses['loss'].item():.4f}")
     bar.close()
     if steps == 0:
-        raise RuntimeError(
+        raise NoOptimiserStep(
             f"no optimiser step this epoch: {len(loader)} training batches < train.update_every="
             f"{cfg.update_every} with trailing_window='discard'; lower update_every or use 'step'"
         )

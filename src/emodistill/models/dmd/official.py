@@ -30,9 +30,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from emodistill.errors import UserError
 from emodistill.models.dmd.config import DMDConfig
 from emodistill.models.dmd.model import CROSS_PAIRS, MODS
 from emodistill.spec import LONG_NAMES, DatasetSpec
+
+
+class OfficialFormatError(UserError, KeyError):
+    """An official state_dict lacks, or has in excess, keys of the DMD model this importer knows."""
+
 
 _OFFICIAL_HPARAMS = {
     "mosi": {},  # DMDConfig defaults are the official MOSI values
@@ -139,7 +145,8 @@ def bert_config_from_state_dict(official_sd: dict[str, Tensor]) -> dict:
 
     def shape(key: str) -> tuple[int, ...]:
         if _BERT + key not in official_sd:
-            raise KeyError(f"official checkpoint lacks {_BERT + key} (needed to infer the BERT architecture)")
+            raise OfficialFormatError(f"official checkpoint lacks {_BERT + key} "
+                                      "(needed to infer the BERT architecture)")
         return tuple(official_sd[_BERT + key].shape)
 
     vocab, hidden = shape("embeddings.word_embeddings.weight")
@@ -206,7 +213,7 @@ def convert_official_state_dict(
 
     def put(ours: str, off_key: str, tensor: Tensor, index: tuple[int, ...] = ()) -> None:
         if ours not in expected:
-            raise KeyError(
+            raise OfficialFormatError(
                 f"official key {off_key!r} maps to {ours!r}, which this model does not have "
                 "(a BERT checkpoint needs a text encoder in the config)"
             )
@@ -239,7 +246,7 @@ def convert_official_state_dict(
         elif prefix in _RENAMES and rest in ("weight", "bias"):
             put(f"{_RENAMES[prefix]}.{rest}", key, tensor)
             continue
-        raise KeyError(f"official key {key!r} is not part of the DMD model this importer knows")
+        raise OfficialFormatError(f"official key {key!r} is not part of the DMD model this importer knows")
 
     for unit, sd in (("gd_homo", gd_homo), ("gd_hetero", gd_hetero)):
         for key, tensor in (sd or {}).items():
@@ -249,11 +256,11 @@ def convert_official_state_dict(
         want = list(itertools.product(*(range(n) for n in lead)))
         if sorted(parts) != want:
             missing = sorted(set(want) - set(parts))
-            raise KeyError(f"{ours}: official encoders do not cover (layer, member) entries {missing[:4]}")
+            raise OfficialFormatError(f"{ours}: official encoders do not cover (layer, member) entries {missing[:4]}")
         out[ours] = torch.stack([parts[ix] for ix in want]).view(*lead, *expected[ours][len(lead) :]).clone()
     missing = [k for k in expected if k not in out and not k.startswith(("gd_homo.", "gd_hetero."))]
     if missing:
-        raise KeyError(
+        raise OfficialFormatError(
             f"official state dict does not cover {len(missing)} parameters of ours, e.g. {missing[:5]}"
         )
     return out
@@ -282,7 +289,13 @@ def import_official(
     from emodistill.models import create_model
 
     ckpt_path = Path(ckpt_path)
-    sd = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"{ckpt_path}: official checkpoint not found")
+    try:
+        sd = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types (EOFError, OSError, UnpicklingError) for a corrupt file
+        raise ValueError(f"{ckpt_path}: expected a torch.save'd state dict, found an unreadable file "
+                         f"({type(e).__name__}: {e})") from e
     if not isinstance(sd, dict):
         raise ValueError(f"{ckpt_path}: expected an official DMD state dict, found {type(sd).__name__}")
     if sd and all(k.startswith("module.") for k in sd):
@@ -323,7 +336,7 @@ def _check_dims(sd: dict[str, Tensor], spec: DatasetSpec, cfg: dict, path: Path)
         key = LONG_NAMES[m]
         k = f"proj_{m}.weight"
         if k not in sd:
-            raise KeyError(f"{path}: {k} missing; not an official DMD checkpoint?")
+            raise OfficialFormatError(f"{path}: {k} missing; not an official DMD checkpoint?")
         want = (d, spec.feature_dims[key], cfg[f"kernel_{m}"])
         if tuple(sd[k].shape) != want:
             raise ValueError(
