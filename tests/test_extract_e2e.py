@@ -160,6 +160,26 @@ def test_predict_folder_gives_csv_with_error_rows(trained, media_dir, tmp_path, 
     assert lines[1].startswith(str(folder / "a.mp4")) and "no face detected" in lines[2]
 
 
+@pytest.mark.parametrize(("name", "words"), [
+    ("empty.mp4", ["empty.mp4"]),
+    ("truncated.mp4", ["truncated.mp4"]),
+    ("noaudio.mp4", ["noaudio.mp4", "audio"]),
+    ("noface.mp4", ["noface.mp4", "face"]),
+    ("missing.mp4", ["missing.mp4"]),
+])
+def test_predict_on_a_bad_video_is_one_line(name, words, trained, media_dir, tmp_path, capsys):
+    """A single bad video is a user error: exit 2, one line naming the file and the problem, no traceback,
+    and no output file left behind."""
+    capsys.readouterr()
+    out = tmp_path / "p.json"
+    rc = main(["predict", str(media_dir / "bad" / name), "--checkpoint", str(trained), "--transcript", "some words",
+               "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("emodistill predict: error: ") and all(w in err for w in words), err
+    assert not out.exists()
+
+
 def test_bad_videos_are_reported_not_dropped(media_dir, tmp_path, capsys):
     out = tmp_path / "bad.pkl"
     args = ["extract", str(media_dir / "bad"), "--labels", str(media_dir / "labels_bad.csv"), "-o", str(out),
@@ -275,7 +295,7 @@ def test_predict_without_transcript_speaks_predicts_language(trained, media_dir,
     capsys.readouterr()
     assert main(["predict", str(video), "--checkpoint", str(trained)]) == 2  # no --transcript, no sidecar, no ASR
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("emodistill predict: error: no transcript: ")
+    assert err.count("\n") == 1 and err.startswith(f"emodistill predict: error: {video}: no transcript: ")
     assert "--transcript" in err and "sidecar VIDEO.txt/.srt/.json" in err and "labels file" not in err
     video.with_suffix(".txt").write_text(SENTENCES[6][0])  # the sidecar the message names is then used
     assert main(["predict", str(video), "--checkpoint", str(trained)]) == 0

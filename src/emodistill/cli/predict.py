@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from emodistill.extract.errors import ExtractError
     from emodistill.extract.logs import quiet_third_party_logs, set_verbose
     from emodistill.inference.predictor import Predictor, rows_to_csv
     from emodistill.io import atomic_write
@@ -49,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
             text = rows_to_csv(rows)
             failed = sum("error" in r for r in rows)
         else:
-            text = json.dumps(predictor.predict_video(target, args.transcript), indent=2)
+            try:
+                result = predictor.predict_video(target, args.transcript)
+            except ExtractError as e:  # its reasons name no file: the data-set builder lists them per video
+                raise ExtractError(f"{target}: {e}") from e
+            text = json.dumps(result, indent=2)
             failed = 0
     print(text, end="" if text.endswith("\n") else "\n")
     if args.output:
