@@ -94,6 +94,8 @@ def quiet_option(help: str = "no progress bars; one log line per epoch") -> argp
 
 
 VERBOSE_HELP = "on an error, print the traceback and the full message (also: EMODISTILL_DEBUG=1)"
+VIDEO_VERBOSE_HELP = ("show third-party log lines (MediaPipe, TensorFlow Lite), and on an error the traceback and "
+                      "the full message (also: EMODISTILL_DEBUG=1)")
 
 
 def verbose_option(help: str = VERBOSE_HELP) -> argparse.ArgumentParser:

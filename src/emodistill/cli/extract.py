@@ -19,7 +19,7 @@ file per finished video: an interrupted or failed run resumes where it stopped).
 failed, unless --skip-failures.
 """
 FORMATTER = argparse.RawDescriptionHelpFormatter
-PARENTS = [common.quiet_option("no progress bar")]
+PARENTS = [common.quiet_option("no progress bar"), common.verbose_option(common.VIDEO_VERBOSE_HELP)]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,18 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(overrides text.model; default bert-base-uncased)")
     p.add_argument("--asr-model", help="faster-whisper model directory or bundled:whisper-base, used for clips "
                    "without a transcript (overrides asr.model)")
-    p.add_argument("--verbose", action="store_true",
-                   help="show third-party log lines (MediaPipe, TensorFlow Lite); also EMODISTILL_DEBUG=1")
 
 
 def run(args: argparse.Namespace) -> int:
     from emodistill.extract.config import load_extract_config
     from emodistill.extract.dataset import ExtractionFailed, extract_dataset
-    from emodistill.extract.logs import quiet_third_party_logs, set_verbose
+    from emodistill.extract.logs import configure_third_party_logs
 
-    if args.verbose:
-        set_verbose()
-    quiet_third_party_logs()  # before anything imports mediapipe; worker processes inherit the variables
+    configure_third_party_logs(args.verbose)  # before anything imports mediapipe
 
     cfg = load_extract_config(args.config)
     if args.aligned:

@@ -17,7 +17,7 @@ needed. Prints JSON for one video; a folder gives CSV (one row per video; a fail
 column and the command exits 1).
 """
 FORMATTER = argparse.RawDescriptionHelpFormatter
-PARENTS = [common.device_option("cpu", devices="cpu, cuda, cuda:N")]
+PARENTS = [common.device_option("cpu", devices="cpu, cuda, cuda:N"), common.verbose_option(common.VIDEO_VERBOSE_HELP)]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,19 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: a sidecar VIDEO.json/.srt/.txt, else speech recognition if the checkpoint's "
                    "extraction used it)")
     p.add_argument("-o", "--output", help="also write the JSON (one video) or CSV (folder) to this file")
-    p.add_argument("--verbose", action="store_true",
-                   help="show third-party log lines (MediaPipe, TensorFlow Lite); also EMODISTILL_DEBUG=1")
 
 
 def run(args: argparse.Namespace) -> int:
     from emodistill.extract.errors import ExtractError
-    from emodistill.extract.logs import quiet_third_party_logs, set_verbose
+    from emodistill.extract.logs import configure_third_party_logs
     from emodistill.inference.predictor import Predictor, rows_to_csv
     from emodistill.io import atomic_write
 
-    if args.verbose:
-        set_verbose()
-    quiet_third_party_logs()  # before anything imports mediapipe; worker processes inherit the variables
+    configure_third_party_logs(args.verbose)  # before anything imports mediapipe
 
     target = Path(args.video)
     with Predictor.from_checkpoint(args.checkpoint, device=args.device) as predictor:

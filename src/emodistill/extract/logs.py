@@ -50,6 +50,14 @@ def quiet_third_party_logs() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)  # absl's Python logger (absl.logging uses it)
 
 
+def configure_third_party_logs(show: bool) -> None:
+    """What ``--verbose`` of ``predict`` / ``extract`` decides: show third-party logs (``show``, inherited by
+    worker processes) or quiet them."""
+    if show:
+        set_verbose()
+    quiet_third_party_logs()
+
+
 @contextmanager
 def filtered_native_stderr() -> Iterator[None]:
     """Drop native log lines that C++ code writes to fd 2 inside the block; pass every other line on.
