@@ -42,18 +42,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-    from emodistill.experiments.compare import run_compare, seeds_from_arg
+    from emodistill.experiments.compare import model_config, run_compare, seeds_from_arg
     from emodistill.experiments.grid import open_grid
+    from emodistill.models import list_models
     from emodistill.training.config import make_config
 
     cfg = make_config(args.config, data=args.data, overrides=overrides, max_epochs=args.epochs, device=args.device)
     seeds = seeds_from_arg(args.seeds)
-    from emodistill.models import list_models
-
     unknown = [m for m in args.models if m not in list_models()]
     if unknown:
         raise ValueError(f"--models: unknown model(s) {unknown}; choose from {sorted(list_models())}")
-    data = cfg.data.load()  # before the directory exists: bad data leaves no directory behind
+    # everything the user gave is checked before the directory exists: a mistake leaves no directory behind
+    for model in args.models:
+        model_config(cfg, model, args.recipes)
+    data = cfg.data.load()
     root, continuing = open_grid("compare", cfg, seeds, args.run_dir, models=args.models, recipes=args.recipes)
     if continuing:
         print(f"continuing the compare in {root}")
