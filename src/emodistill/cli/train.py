@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
         return 0
 
     from emodistill.metrics.scores import metrics_table
-    from emodistill.training.distributed import init_from_env, on_main
+    from emodistill.training.distributed import init_from_env, on_main, shutdown
     from emodistill.training.fit import fit, fit_seeds
     from emodistill.training.run_dir import create_run_dir, discard_on_failure, read_run_dir
 
@@ -68,4 +68,5 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
         print(metrics_table(results["test"]))
     if ctx.is_main:
         print(f"run directory: {root}")
+    shutdown()
     return 0

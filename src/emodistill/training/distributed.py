@@ -79,6 +79,15 @@ def init_from_env(device: str = "auto", timeout_s: float = 1800.0) -> DistContex
     return current()
 
 
+def shutdown() -> None:
+    """Leave the process group once every process got here (a no-op when not distributed). A process that
+    exits while gloo's threads still serve the group can abort at interpreter exit ("terminate called
+    without an active exception"), which fails a run that has finished its work."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def current() -> DistContext:
     """This process's context: from the initialised process group, else single-process."""
     if not (dist.is_available() and dist.is_initialized()):
