@@ -8,8 +8,18 @@ its module docstring for the full rule.
 
 from __future__ import annotations
 
+import os
+
+DEBUG_ENV = "EMODISTILL_DEBUG"
+"""Environment variable that asks for details: tracebacks of user errors, third-party log lines."""
+
 MAX_MESSAGE = 300
 """The longest error line the CLI prints; the full text is shown with ``--verbose`` / ``EMODISTILL_DEBUG=1``."""
+
+
+def debug_requested() -> bool:
+    """True when :data:`DEBUG_ENV` is set to anything but "" or "0"."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 class UserError(Exception):

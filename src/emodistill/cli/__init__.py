@@ -42,7 +42,7 @@ from emodistill.cli import (
     train,
     tune,
 )
-from emodistill.errors import one_line
+from emodistill.errors import debug_requested, one_line
 
 DESCRIPTION = """\
 emodistill: multimodal emotion recognition with decoupled multimodal distillation (DMD, DHMD).
@@ -101,7 +101,7 @@ def is_user_error(err: BaseException) -> bool:
 
 def _debug(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "debug", False) or getattr(args, "verbose", False)
-                or os.environ.get("EMODISTILL_DEBUG", "") not in ("", "0"))
+                or debug_requested())
 
 
 class _Parser(argparse.ArgumentParser):

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-DEBUG_ENV = "EMODISTILL_DEBUG"
+from emodistill.errors import DEBUG_ENV, debug_requested
 
 _NATIVE_LOG_LINE = re.compile(
     r"[IWEF]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\]"  # glog / absl C++ prefix: "W0000 00:00:1796599683.5517  11632 x.cc:114]"
@@ -29,7 +29,7 @@ _NATIVE_LOG_LINE = re.compile(
 
 def verbose() -> bool:
     """True if third-party logs should be shown (``EMODISTILL_DEBUG`` set to anything but "" or "0")."""
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    return debug_requested()
 
 
 def set_verbose() -> None:
