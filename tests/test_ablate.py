@@ -41,6 +41,16 @@ def test_variant_configs():
         variant_config(base, "dhmd-no-everything")
 
 
+def test_the_mult_row_uses_its_recipe_on_the_grid_environment():
+    base = _base()
+    base.train.seed, base.train.num_threads = 7, 1
+    cfg = variant_config(base, "mult")
+    assert cfg.model == "mult" and cfg.train.lr == 2e-3 and cfg.train.update_every == 8  # MMSA's schedule
+    assert (cfg.train.seed, cfg.train.num_threads, cfg.train.device) == (7, 1, "cpu")  # the grid's environment
+    old = variant_config(base, "dhmd-no-anticollapse")
+    assert old.model_config["dict_usage_weight"] == 0.0 and old.model_config["dict_commit_weight"] == 0.0
+
+
 def test_every_variant_builds(mmsa_writer):
     from emodistill.data import load_dataset
     from emodistill.models import create_model
@@ -85,7 +95,21 @@ def test_ablate_cli_runs_resumes_and_refuses_other_plans(mmsa_writer, tmp_path, 
     # the table is the summary of the per-seed results.json files
     maes = [json.loads((root / "dhmd" / f"seed-{s}" / "results.json").read_text())["test"]["MAE"] for s in (1, 2)]
     assert float(rows[1]["MAE_mean"]) == pytest.approx(statistics.mean(maes))
-    assert json.loads((root / "dhmd" / "seed-1" / "results.json").read_text())["model"] == "dhmd"
+    res = {v: [json.loads((root / v / f"seed-{s}" / "results.json").read_text()) for s in (1, 2)]
+           for v in ("dmd", "dhmd")}
+    assert res["dhmd"][0]["model"] == "dhmd"
+    # paired differences against dmd: the mean of the per-seed differences, seeds where lower MAE
+    summary = json.loads((root / "ablation.json").read_text())
+    d = [res["dhmd"][i]["test"]["MAE"] - res["dmd"][i]["test"]["MAE"] for i in range(2)]
+    assert summary["reference"] == "dmd" and set(summary["paired"]) == {"dhmd"}
+    assert summary["paired"]["dhmd"]["MAE"]["mean"] == pytest.approx(statistics.mean(d))
+    assert summary["paired"]["dhmd"]["MAE"]["better"] == sum(x < 0 for x in d)
+    assert "Paired differences, variant - dmd" in out
+    # dictionary usage of the DHMD runs, summarised over seeds; DMD has no dictionary row
+    assert set(summary["dictionary"]) == {"dhmd"}
+    perp = [r["dictionary"]["homo"]["l"]["perplexity"] for r in res["dhmd"]]
+    assert summary["dictionary"]["dhmd"]["homo/l/perplexity"]["mean"] == pytest.approx(statistics.mean(perp))
+    assert 1.0 <= min(perp) and "| dhmd | homo |" in out
     # same plan again: every run is found finished, nothing retrains
     mtime = (root / "dmd" / "seed-1" / "best.ckpt").stat().st_mtime_ns
     assert main(args) == 0

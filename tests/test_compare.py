@@ -47,6 +47,19 @@ def test_recipes_model_sections_are_typed_and_checked(mmsa_writer, tmp_path, cap
     assert not (tmp_path / "cmp").exists()  # refused before the comparison directory is made
 
 
+def test_a_per_model_recipe_brings_its_schedule_but_not_the_run_environment():
+    """--recipes mult=mult_mosi trains MulT at MMSA's schedule (lr 2e-3, 8-batch windows, patience 8) on the
+    shared data, seed, device and threads."""
+    base = RunConfig.from_dict(load_recipe("dmd_synth_demo"))
+    base.train.seed, base.train.num_threads, base.train.device = 1113, 1, "cpu"
+    cfg = model_config(base, "mult", {"mult": "mult_mosi"})
+    assert (cfg.train.lr, cfg.train.update_every, cfg.train.early_stop, cfg.train.max_epochs) == (2e-3, 8, 8, None)
+    assert (cfg.train.seed, cfg.train.num_threads, cfg.train.device) == (1113, 1, "cpu")
+    assert cfg.data == base.data and cfg.model_config["position_embedding"] is True
+    with pytest.raises(ValueError, match="recipe 'mult_mosi' is for model 'mult', not 'dmd'"):
+        model_config(base, "dmd", {"dmd": "mult_mosi"})
+
+
 def test_compare_table_is_the_seed_statistics(mmsa_writer, tmp_path, capsys):
     pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
     root = tmp_path / "cmp"

@@ -107,7 +107,7 @@ def test_fine_distillation_detaches_the_teacher():
 def test_dictionary_space_shapes_and_simplex():
     torch.manual_seed(0)
     space = DictionarySpace(8, 5, ("l", "v"), temperature=0.1)
-    feats, acts = space({"l": torch.randn(3, 7, 8), "v": torch.randn(3, 4, 8)})
+    feats, acts, _ = space({"l": torch.randn(3, 7, 8), "v": torch.randn(3, 4, 8)})
     assert feats["l"].shape == (3, 8) and acts["v"].shape == (3, 5)
     for a in acts.values():
         assert torch.allclose(a.sum(-1), torch.ones(3)) and (a >= 0).all()
@@ -191,6 +191,8 @@ def test_no_decouple_uses_projected_features_in_both_spaces():
         ({"dict_distance": "cosine"}, "dict_distance"),
         ({"disabled_losses": ("fine",)}, "disabled_losses"),
         ({"dict_size": 1}, "dict_size"),
+        ({"dict_usage_weight": -0.1}, "dict_usage_weight"),
+        ({"dict_commit_weight": -1.0}, "dict_commit_weight"),
     ],
 )
 def test_config_errors_name_the_field(bad, match):
@@ -209,3 +211,57 @@ def test_binary_task_uses_bce_on_every_head():
     z, y = out.prediction.view(-1).double(), batch["labels"].double()
     bce = torch.mean(torch.clamp(z, min=0) - z * y + torch.log1p(torch.exp(-z.abs())))  # stable BCE by hand
     assert losses["task_fusion"].item() == pytest.approx(bce.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------- anti-collapse terms
+def test_usage_deficit_hand_computed():
+    from emodistill.models.dmd.dictionary import usage_deficit
+
+    assert usage_deficit(torch.full((3, 4), 0.25)).item() == pytest.approx(0.0, abs=1e-6)  # uniform use
+    assert usage_deficit(torch.eye(4)).item() == pytest.approx(0.0, abs=1e-6)  # one clip per atom: even batch
+    one_atom = torch.tensor([[1.0, 0, 0, 0]]).repeat(5, 1)
+    assert usage_deficit(one_atom).item() == pytest.approx(1.0)  # collapse
+    two_atoms = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])  # mean (.5, .5, 0, 0): 1 - log 2 / log 4
+    assert usage_deficit(two_atoms).item() == pytest.approx(0.5)
+
+
+def test_commitment_distances_hand_computed_and_their_gradients():
+    from emodistill.models.dmd.dictionary import commitment_distances
+
+    atoms = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    # two steps; step 1 scores (0.6, 0.8): atom 1 wins the clip, and step 1 is its winning step
+    q = torch.tensor([[[0.0, -1.0], [0.6, 0.8]]], requires_grad=True)  # (B=1, T=2, 2), unit rows
+    scores = q @ atoms.t()  # (1, 2, 2)
+    acts = torch.tensor([[0.1, 0.9]])
+    d = commitment_distances(q, scores, acts, atoms)
+    assert torch.allclose(d, torch.tensor([[0.2, 0.2]]))  # 1 - cos = 1 - 0.8
+    d[0, 0].backward(retain_graph=True)  # commitment side: only the query moves
+    assert atoms.grad is None or atoms.grad.abs().sum() == 0
+    assert torch.allclose(q.grad[0, 1], torch.tensor([0.0, -1.0])) and q.grad[0, 0].abs().sum() == 0
+    q.grad = None
+    d[0, 1].backward()  # codebook side: only the atom moves
+    assert q.grad is None or q.grad.abs().sum() == 0
+    assert torch.allclose(atoms.grad, torch.tensor([[0.0, 0.0], [-0.6, -0.8]]))
+
+
+def test_anti_collapse_terms_enter_the_loss_with_their_weights():
+    quiet = dict(output_dropout=0.0, embed_dropout=0.0, text_dropout=0.0, attn_dropout=0.0, attn_dropout_a=0.0)
+    torch.manual_seed(0)
+    off = create_model("dhmd", SPEC, **TINY, **quiet, dict_usage_weight=0.0, dict_commit_weight=0.0)
+    on = create_model("dhmd", SPEC, **TINY, **quiet, dict_usage_weight=0.3, dict_commit_weight=0.2)
+    on.load_state_dict(off.state_dict())
+    batch = _batch()
+    lo = off.compute_losses(off(batch), batch["labels"])
+    out_on = on(batch)
+    ln = on.compute_losses(out_on, batch["labels"])
+    added = sum(0.3 * ln[f"usage_{s}"] + 0.2 * ln[f"commit_{s}"] for s in ("homo", "hetero"))
+    assert (ln["loss"] - lo["loss"]).item() == pytest.approx(added.item(), rel=1e-5)
+    # the commitment term is beta * commitment side + codebook side; both sides are the same number
+    d = torch.stack(list(out_on.commitment["homo"].values())).mean(dim=(0, 1))
+    assert ln["commit_homo"].item() == pytest.approx((0.25 * d[0] + d[1]).item(), rel=1e-6)
+    assert 0.0 <= ln["usage_homo"].item() <= 1.0
+    ln["loss"].backward()
+    assert on.dictionaries["homo"].atoms.grad.abs().sum() > 0
+    on.eval()  # inference computes no commitment and predicts exactly as before
+    assert on(batch).commitment == {}
+    assert torch.allclose(on.predict(batch), off.eval().predict(batch))

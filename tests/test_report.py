@@ -241,3 +241,27 @@ def test_seed_root_gets_one_report_per_seed_and_the_cli(dmd_run, tmp_path, capsy
     for seed in ("seed-1", "seed-2"):
         assert str(tmp_path / "out" / seed / "index.html") in printed
         _check_page(tmp_path / "out" / seed)
+
+
+def test_dhmd_run_on_planted_concepts_gets_recovery_table_and_concept_heatmaps(tmp_path):
+    from emodistill.data.synth_concepts import write_synth_concepts
+
+    pkl = write_synth_concepts(tmp_path / "concepts.pkl", n_train=16, n_valid=6, n_test=12, text_len=8,
+                               text_dim=12, aligned=True)
+    train = {"batch_size": 8, "eval_batch_size": 16, "update_every": 1, "max_epochs": 1, "device": "cpu"}
+    model = {**TINY_DMD, "name": "dhmd", "dict_size": 7, "dict_usage_weight": 0.1}
+    cfg = RunConfig.from_dict({"model": model, "train": train, "data": {"source": str(pkl)}})
+    fit(cfg, load_dataset(str(pkl)), tmp_path / "run", quiet=True)
+    out = write_report(tmp_path / "run", tmp_path / "rep", max_points=36)
+    srcs, page = _check_page(out)
+    assert {"concepts_homo.png", "concepts_hetero.png"} <= srcs
+    assert "concept NMI" in page and "cross-modal agreement" in page
+    # the report's measures (recomputed from best.ckpt) are the ones the run recorded on its test split
+    shown = json.loads((out / "report_data.json").read_text())["dictionary"]
+    recorded = json.loads((tmp_path / "run" / "results.json").read_text())["dictionary"]
+    for space in ("homo", "hetero"):
+        assert shown[space]["agreement"] == pytest.approx(recorded[space]["agreement"])
+        for m in ("l", "v", "a"):
+            for k in ("perplexity", "atoms_used", "nmi", "purity"):
+                assert shown[space][m][k] == pytest.approx(recorded[space][m][k], rel=1e-6), (space, m, k)
+            assert 1.0 <= shown[space][m]["perplexity"] <= 7.0 and 0.0 <= shown[space][m]["nmi"] <= 1.0

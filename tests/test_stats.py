@@ -121,3 +121,23 @@ def test_format_summary_and_rows():
     assert [r["metric"] for r in rows] == ["acc", "MAE"]
     assert rows[0]["mean"] == pytest.approx(0.82) and rows[0]["n"] == 2
     assert set(rows[0]) == {"metric", "mean", "std", "n", "ci_low", "ci_high", "confidence"}
+
+
+def test_paired_differences_hand_computed():
+    from emodistill.metrics.stats import paired_cell, paired_differences
+
+    runs = [{"Acc": 0.50, "MAE": 0.60}, {"Acc": 0.52, "MAE": 0.61}, {"Acc": 0.47, "MAE": 0.66}]
+    ref = [{"Acc": 0.48, "MAE": 0.62}, {"Acc": 0.49, "MAE": 0.60}, {"Acc": 0.48, "MAE": 0.62}]
+    # Acc differences (.02, .03, -.01): mean 4/300, sample variance ((.02-.04/3)^2 + ...)/2
+    d = [0.02, 0.03, -0.01]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t_{0.975, 2} from a t table
+    out = paired_differences(runs, ref, ["Acc", "MAE"], lower_is_better=frozenset({"MAE"}))
+    assert out["Acc"]["mean"] == pytest.approx(mean) and out["Acc"]["std"] == pytest.approx(sd)
+    assert out["Acc"]["ci_low"] == pytest.approx(mean - half) and out["Acc"]["ci_high"] == pytest.approx(mean + half)
+    assert out["Acc"]["better"] == 2  # higher accuracy in seeds 1 and 2
+    assert out["MAE"]["better"] == 1  # MAE differences (-.02, +.01, +.04): lower only in seed 1
+    assert paired_cell(out["MAE"]).endswith("(better in 1/3)")
+    with pytest.raises(ValueError, match="pair them by seed"):
+        paired_differences(runs, ref[:2], ["Acc"])

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-DATA_SOURCES = "'synth', 'synth-unaligned', an MMSA .pkl path or a UR-FUNNY/MUStARD directory"
+DATA_SOURCES = ("'synth', 'synth-unaligned', 'synth-concepts', 'synth-concepts-unaligned', an MMSA .pkl path "
+                "or a UR-FUNNY/MUStARD directory")
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 
 

@@ -10,8 +10,9 @@ DESCRIPTION = (
     "Train each model with the same data, schedule and seeds; write compare.md/.csv (mean ± sample std, 95% "
     "t-interval per metric), compare.json with every seed's metrics, and compare_seeds.png. Selection is on "
     "the validation split. The recipe (--config) is shared: its train/data sections apply to all models, its "
-    "model section to the model it names; --recipes gives other models theirs. Re-running with the same "
-    "--run-dir continues. Overrides as in `train` (--model.NAME VALUE applies to the recipe's model, default dmd)."
+    "model section to the model it names; --recipes gives a model its own model and train sections. "
+    "Re-running with the same --run-dir continues. Overrides as in `train` (--model.NAME VALUE applies to the "
+    "recipe's model, default dmd)."
 )
 PARENTS = common.training_options("runs/compare-<data>-<time>")
 OVERRIDES = True
@@ -34,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", required=True, type=_names,
                    help="comma-separated registered models, e.g. dmd,mult,self_mm")
     p.add_argument("--recipes", type=_recipes, default={},
-                   help="per-model recipes for their model section, e.g. mult=mult_mosi,misa=misa_mosi")
+                   help="per-model recipes for their model and train sections (data, seeds, device and threads stay "
+                        "shared), e.g. mult=mult_mosi,misa=misa_mosi")
     p.add_argument("--seeds", type=int, nargs="+", default=[5],
                    help="one number N: seeds 1111..1110+N (default 5); several numbers: those seeds")
     p.add_argument("--perturb", action="store_true", help="also robustness curves of every run (as `evaluate "

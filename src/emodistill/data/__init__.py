@@ -4,7 +4,7 @@ releases, the synthetic default data set, and fast batches.
 Entry point::
 
     from emodistill.data import load_dataset
-    data = load_dataset("synth")                         # or "synth-unaligned", or a path
+    data = load_dataset("synth")                         # or "synth-unaligned", "synth-concepts", a path
     data = load_dataset("MOSI/Processed/aligned_50.pkl")  # validated, SHA-256 checked
     data = load_dataset("UR-FUNNY/v2")                   # a directory: UR-FUNNY or MUStARD, by its files
     data = load_dataset("MUStARD/data", dataset="mustard", options={"split": "fold", "fold": 2})
@@ -22,6 +22,7 @@ from emodistill.data.mmsa import load_mmsa
 from emodistill.data.mustard import load_mustard
 from emodistill.data.safe_pickle import UnsafePickleError, safe_load
 from emodistill.data.synth import SynthConfig, load_synth
+from emodistill.data.synth_concepts import ConceptSynthConfig, load_synth_concepts
 from emodistill.data.types import DataValidationError, MMSAData, SplitData
 from emodistill.data.urfunny import load_urfunny
 from emodistill.spec import DatasetSpec
@@ -29,8 +30,12 @@ from emodistill.spec import DatasetSpec
 SYNTH_SOURCES: dict[str, SynthConfig] = {
     "synth": SynthConfig(aligned=True),
     "synth-unaligned": SynthConfig(aligned=False),
+    "synth-concepts": ConceptSynthConfig(aligned=True),
+    "synth-concepts-unaligned": ConceptSynthConfig(aligned=False),
 }
-"""Built-in data set names accepted by :func:`load_dataset` (MOSI-shaped, seed 0)."""
+"""Built-in data set names accepted by :func:`load_dataset` (MOSI-shaped, seed 0): ``synth`` (continuous
+latent factors) and ``synth-concepts`` (12 planted discrete concepts, see
+:mod:`~emodistill.data.synth_concepts`), each aligned or unaligned."""
 
 DIRECTORY_READERS: dict[str, tuple[Callable[..., MMSAData], Callable[[Path], bool], dict[str, str]]] = {
     "urfunny": (load_urfunny, urfunny.is_urfunny_dir, urfunny.FILES),
@@ -51,8 +56,9 @@ def load_dataset(
     """Load a data set by name or path.
 
     Args:
-        source: ``"synth"`` (aligned) or ``"synth-unaligned"`` for the built-in synthetic data set
-            (generated once into ``cache_dir``), the path of an MMSA ``.pkl`` file, or a directory
+        source: a name of :data:`SYNTH_SOURCES` for a built-in synthetic data set (``"synth"``,
+            ``"synth-unaligned"``, ``"synth-concepts"``, ``"synth-concepts-unaligned"``; generated once
+            into ``cache_dir``), the path of an MMSA ``.pkl`` file, or a directory
             holding the UR-FUNNY v2 or MUStARD release files.
         dataset: for a file, its MMSA data-set family (see :func:`~emodistill.data.mmsa.load_mmsa`);
             for a directory, ``"urfunny"`` or ``"mustard"`` (default: recognised by its files:
@@ -74,7 +80,10 @@ def load_dataset(
     options = dict(options or {})
     if str(source) in SYNTH_SOURCES:
         _no_options(options, str(source))
-        return load_synth(SYNTH_SOURCES[str(source)], cache_dir=cache_dir)
+        config = SYNTH_SOURCES[str(source)]
+        if isinstance(config, ConceptSynthConfig):
+            return load_synth_concepts(config, cache_dir=cache_dir)
+        return load_synth(config, cache_dir=cache_dir)
     path = Path(source)
     if path.is_dir():
         name = dataset or _detect_directory(path)
@@ -132,12 +141,14 @@ __all__ = [
     "DataValidationError",
     "MMSAData",
     "SplitData",
+    "ConceptSynthConfig",
     "SynthConfig",
     "UnsafePickleError",
     "load_dataset",
     "load_mmsa",
     "load_mustard",
     "load_synth",
+    "load_synth_concepts",
     "load_urfunny",
     "reader_options",
     "safe_load",

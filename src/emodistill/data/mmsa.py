@@ -7,6 +7,7 @@ This is the only module that knows the pickle layout (docs/mmsa.md §2)::
         "audio": (N, T_a, D_a),  "vision": (N, T_v, D_v),
         "audio_lengths", "vision_lengths": (N,)            # unaligned files only
         "regression_labels": (N,),  "regression_labels_{T,A,V}": (N,)   # the latter SIMS only
+        "concepts": (N, C)                                  # ours, synth-concepts only (planted concepts)
         "id": (N,) "{video}$_${clip}",  "raw_text": (N,) str,
         "annotations", "classification_labels": ...}}     # deprecated by MMSA; read but ignored
 
@@ -236,6 +237,12 @@ def _read_split(d: dict, path: Path, split: str, *, replace_nonfinite: bool, not
             unimodal[m] = _as_array(d[key], path, split, key, (1, 2), np.float32).reshape(-1)
             count_ok(key, unimodal[m])
 
+    concepts = None
+    if "concepts" in d:
+        concepts = _as_array(d["concepts"], path, split, "concepts", 2, np.float32)
+        count_ok("concepts", concepts)
+        _check_finite(concepts, path, split, "concepts", False, notes)
+
     ids = _read_strings(d, "id", path, split, n, notes, default=lambda i: f"{split}_{i:05d}")
     raw_text = _read_strings(d, "raw_text", path, split, n, notes, default=lambda i: "")
     return SplitData(
@@ -250,6 +257,7 @@ def _read_split(d: dict, path: Path, split: str, *, replace_nonfinite: bool, not
         ids=ids,
         raw_text=raw_text,
         unimodal_labels=unimodal,
+        concepts=concepts,
     )
 
 
@@ -349,6 +357,10 @@ def _check_across_splits(splits: dict[str, SplitData], path: Path) -> tuple[bool
                 f"expected unimodal labels {sorted(ref.unimodal_labels)} "
                 f"(as in train), found {sorted(cur.unimodal_labels)}",
             )
+        ref_c = None if ref.concepts is None else ref.concepts.shape[1]
+        cur_c = None if cur.concepts is None else cur.concepts.shape[1]
+        if cur_c != ref_c:
+            raise _fail(path, s, "concepts", f"expected {ref_c} concept columns (as in train), found {cur_c}")
     return aligned, dims, lens
 
 

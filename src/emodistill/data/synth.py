@@ -145,20 +145,25 @@ def write_synth(path: str | Path, *, seed: int = 0, aligned: bool = True, **size
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
-    _atomic_pickle(path, generate_synth(SynthConfig(seed=seed, aligned=aligned, **sizes)))
+    atomic_pickle(path, generate_synth(SynthConfig(seed=seed, aligned=aligned, **sizes)))
     return path
 
 
-def ensure_synth_file(config: SynthConfig, *, cache_dir: str | Path | None = None) -> Path:
-    """Path of the cached pickle for ``config``, writing it atomically first if absent."""
+def ensure_synth_file(config, *, cache_dir: str | Path | None = None, generate=None) -> Path:
+    """Path of the cached pickle for ``config``, writing it atomically first if absent.
+
+    Args:
+        config: a generator config with ``file_name()`` (:class:`SynthConfig`, or another generator's).
+        generate: ``config -> MMSA-schema dict``; default :func:`generate_synth`.
+    """
     path = Path(cache_dir or default_cache_dir()) / config.file_name()
     if not path.is_file():
-        data = generate_synth(config)
-        _atomic_pickle(path, data)
+        data = (generate or generate_synth)(config)
+        atomic_pickle(path, data)
     return path
 
 
-def _atomic_pickle(path: Path, obj: object) -> None:
+def atomic_pickle(path: Path, obj: object) -> None:
     """Pickle to a temp file in the same folder, then rename: readers never see half a file, and two
     processes generating the same file at once both end with a complete one."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,9 @@ class SplitData:
         ids: N clip ids ``"{video_id}$_${clip_id}"``.
         raw_text: N transcripts.
         unimodal_labels: ``{"T", "A", "V"}`` -> (N,) float32 for SIMS, else empty.
+        concepts: (N, C) float32 strength of each planted concept in each clip (the ``synth-concepts``
+            generator's optional ``concepts`` key; 0 = absent), else None. Only the interpretability
+            measures read it; no model sees it.
     """
 
     name: str
@@ -46,6 +49,7 @@ class SplitData:
     ids: list[str]
     raw_text: list[str]
     unimodal_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    concepts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -2,24 +2,34 @@
 
 ``emodistill ablate`` runs every variant of :data:`ABLATIONS` (or a chosen subset) with the same data,
 recipe and seeds, under ``ROOT/<variant>/seed-<s>/`` (each a normal run directory, so an interrupted
-grid resumes where it stopped), and writes ``ROOT/ablation.md`` and ``ROOT/ablation.csv``: test metrics
-per variant as mean ± sample std over seeds with 95% Student-t intervals. Model selection is on the
-validation split only, as in every run.
+grid resumes where it stopped), and writes ``ROOT/ablation.md``, ``ablation.csv`` and ``ablation.json``:
+
+* test metrics per variant as mean ± sample std over seeds with 95% Student-t intervals;
+* paired differences against a reference variant (default ``dmd``): per seed ``variant - reference``,
+  mean with its 95 % paired t-interval and the number of seeds where the variant is better;
+* for variants with dictionaries, their usage on the test split (atom-usage perplexity, atoms used by at
+  least 1 % of clips, cross-modal agreement) and, on ``synth-concepts``, the recovery of the planted
+  concepts (NMI), mean ± std over seeds (:mod:`emodistill.metrics.dictionary`).
+
+A variant with a ``recipe`` (the ``mult`` reference row) trains with that recipe's model and train
+sections (its published schedule) on the same data and seeds (:func:`~emodistill.training.config.with_recipe`);
+every other variant uses the grid's recipe. Model selection is on the validation split only, as in every run.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emodistill.data.types import MMSAData
 from emodistill.io import log, write_json, write_text
-from emodistill.metrics.scores import PRIMARY_METRICS
-from emodistill.metrics.stats import grid_csv, grid_markdown
+from emodistill.metrics.scores import LOWER_IS_BETTER, PRIMARY_METRICS
+from emodistill.metrics.stats import grid_csv, grid_markdown, paired_cell, paired_differences, summarize
 from emodistill.models.registry import model_fields
-from emodistill.training.config import RunConfig
+from emodistill.training.config import RunConfig, with_recipe
 from emodistill.training.fit import fit_seeds
 
 GD_HOMO = ("homo_logit", "homo_reg")
@@ -33,6 +43,8 @@ class Variant:
     model: str
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
+    """A recipe whose model and train sections this variant uses instead of the grid's."""
 
 
 ABLATIONS: dict[str, Variant] = {
@@ -40,6 +52,8 @@ ABLATIONS: dict[str, Variant] = {
                           {"disabled_losses": GD_HOMO + GD_HETERO}),
     "dmd": Variant("dmd", "DMD (coarse distillation only)"),
     "dhmd": Variant("dhmd", "DHMD, all components"),
+    "dhmd-no-anticollapse": Variant("dhmd", "DHMD without the anti-collapse term (the model before 0.3)",
+                                    {"dict_usage_weight": 0.0, "dict_commit_weight": 0.0}),
     "dhmd-no-decouple": Variant("dhmd", "no decoupling (s = c = projected features)", {"decouple": False}),
     "dhmd-no-homogd": Variant("dhmd", "HomoGD distillation off", {"disabled_losses": GD_HOMO}),
     "dhmd-no-heterogd": Variant("dhmd", "HeteroGD distillation off", {"disabled_losses": GD_HETERO}),
@@ -54,8 +68,10 @@ ABLATIONS: dict[str, Variant] = {
     "dhmd-no-heads-homo": Variant("dhmd", "homo per-modality head losses off", {"disabled_losses": ("task_homo",)}),
     "dhmd-no-heads-hetero": Variant("dhmd", "hetero per-modality head losses off",
                                     {"disabled_losses": ("task_hetero",)}),
+    "mult": Variant("mult", "MulT at MMSA's MOSI settings (reference row)", recipe="mult_mosi"),
 }  # fmt: skip
 """Every ablation variant, in table order."""
+DEFAULT_REFERENCE = "dmd"
 
 
 def check_variants(names: list[str] | None = None) -> list[str]:
@@ -75,6 +91,10 @@ def variant_config(base: RunConfig, name: str) -> RunConfig:
     DMD and DHMD rows share all the values they have in common.
     """
     v = ABLATIONS[check_variants([name])[0]]
+    if v.recipe is not None:
+        cfg = with_recipe(base, v.recipe, v.model)
+        cfg.model_config.update(v.overrides)
+        return cfg
     cfg = copy.deepcopy(base)
     known = model_fields(v.model)
     model_cfg = {k: val for k, val in cfg.model_config.items() if k in known}
@@ -94,28 +114,105 @@ def run_ablation(
     variants: list[str] | None = None,
     *,
     quiet: bool = False,
+    reference: str | None = DEFAULT_REFERENCE,
 ) -> dict[str, dict]:
-    """Run the grid and write ``ablation.{md,csv,json}`` under ``root``; returns ``{variant: summary}``."""
+    """Run the grid and write ``ablation.{md,csv,json}`` under ``root``; returns ``{variant: summary}``.
+
+    Args:
+        reference: the variant the others are paired against (skipped when it is not in the grid).
+    """
     root = Path(root)
     names = check_variants(variants)
+    configs = {name: variant_config(base, name) for name in names}  # every recipe checked before training
     summaries: dict[str, dict] = {}
+    results: dict[str, list[dict]] = {}
     for name in names:
         log(f"=== ablation variant {name}: {ABLATIONS[name].description}")
-        out = fit_seeds(variant_config(base, name), data, root / name, seeds, resume=True, quiet=quiet)
+        out = fit_seeds(configs[name], data, root / name, seeds, resume=True, quiet=quiet)
         summaries[name] = out["test"]
-    family = data.spec.metric_family
-    keys = PRIMARY_METRICS[family]
-    write_text(root / "ablation.md", ablation_markdown(summaries, keys, seeds))
+        results[name] = [json.loads((Path(d) / "results.json").read_text()) for d in out["runs"]]
+    keys = PRIMARY_METRICS[data.spec.metric_family]
+    paired = {}
+    if reference in results:
+        ref = [r["test"] for r in results[reference]]
+        paired = {n: paired_differences([r["test"] for r in results[n]], ref, keys, LOWER_IS_BETTER)
+                  for n in names if n != reference}
+    dictionary = dictionary_table(results)
+    md = ablation_markdown(summaries, keys, seeds)
+    if paired:
+        md += "\n" + paired_markdown(paired, keys, reference, seeds)
+    if dictionary:
+        md += "\n" + dictionary_markdown(dictionary)
+    write_text(root / "ablation.md", md)
     write_text(root / "ablation.csv", ablation_csv(summaries, keys))
-    write_json(root / "ablation.json", {"seeds": seeds, "variants": {n: vars(ABLATIONS[n]) for n in names},
-                                        "test": summaries})
+    write_json(root / "ablation.json", {
+        "seeds": seeds, "variants": {n: vars(ABLATIONS[n]) for n in names}, "test": summaries,
+        "reference": reference if paired else None, "paired": paired, "dictionary": dictionary,
+        "runs": {n: [r["run_dir"] for r in results[n]] for n in names},
+    })
     return summaries
 
 
 def ablation_markdown(summaries: dict[str, dict], keys: list[str], seeds: list[int]) -> str:
     """Markdown table: one row per variant, ``mean ± std [95% CI]`` per metric."""
-    rows = {name: (ABLATIONS[name].description, summary) for name, summary in summaries.items()}
+    rows = {name: (_described(name), summary) for name, summary in summaries.items()}
     return grid_markdown("Ablation", "variant", rows, keys, seeds)
+
+
+def _described(name: str) -> str:
+    v = ABLATIONS[name]
+    return v.description + (f" [recipe {v.recipe}]" if v.recipe else "")
+
+
+def paired_markdown(paired: dict[str, dict], keys: list[str], reference: str, seeds: list[int]) -> str:
+    """Markdown table of :func:`~emodistill.metrics.stats.paired_differences` per variant."""
+    lines = [f"Paired differences, variant - {reference}, over seeds {seeds}: mean [95% paired t-interval] "
+             "(seeds where the variant is better).", "",
+             "| variant | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, diff in paired.items():
+        lines.append(f"| {name} | " + " | ".join(paired_cell(diff[k]) if k in diff else "n/a" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+DICTIONARY_MEASURES = ("perplexity", "atoms_used", "nmi")
+
+
+def dictionary_table(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """``{variant: {"<space>/<m>/<measure>" | "<space>/agreement": summary over seeds}}`` of the test-split
+    dictionary measures in each run's ``results.json`` (variants without dictionaries are left out)."""
+    out = {}
+    for name, runs in results.items():
+        flat = []
+        for r in runs:
+            row = {}
+            for space, entry in (r.get("dictionary") or {}).items():
+                row[f"{space}/agreement"] = entry["agreement"]
+                for m, measures in entry.items():
+                    if isinstance(measures, dict):
+                        row.update({f"{space}/{m}/{k}": measures[k] for k in DICTIONARY_MEASURES if k in measures})
+            flat.append(row)
+        if flat and all(flat):
+            out[name] = summarize(flat)
+    return out
+
+
+def dictionary_markdown(table: dict[str, dict]) -> str:
+    """One row per variant and space: per modality ``perplexity / atoms used [/ NMI]``, and agreement."""
+    lines = ["Dictionaries on the test split (mean ± std over seeds): per modality atom-usage perplexity, atoms "
+             "used by >= 1 % of clips and, with planted concepts, concept NMI; cross-modal agreement = clips whose "
+             "top atom is the same in every modality.", "",
+             "| variant | space | language | vision | audio | agreement |", "|---|---|---|---|---|---|"]
+    for name, summary in table.items():
+        for space in sorted({k.split("/")[0] for k in summary}, key=lambda s: (s != "homo", s)):
+            cells = []
+            for m in ("l", "v", "a"):
+                parts = [f"{k} {summary[key]['mean']:.2f} ± {summary[key]['std']:.2f}".replace("nan", "-")
+                         for k in DICTIONARY_MEASURES if (key := f"{space}/{m}/{k}") in summary]
+                cells.append("; ".join(parts) or "n/a")
+            agree = summary.get(f"{space}/agreement")
+            agree_cell = f"{agree['mean']:.2f} ± {agree['std']:.2f}" if agree else "n/a"
+            lines.append(f"| {name} | {space} | " + " | ".join(cells) + f" | {agree_cell} |")
+    return "\n".join(lines) + "\n"
 
 
 def ablation_csv(summaries: dict[str, dict], keys: list[str]) -> str:

@@ -12,8 +12,9 @@ comparison resumes where it stopped) and writes:
 
 Every model is selected on the validation split only. Hyper-parameters: the recipe's ``train`` and
 ``data`` sections apply to all models; its ``model`` section applies only to the model it names, and
-``recipes={"mult": "mult_mosi"}`` gives another model its own recipe's model section; otherwise a model
-uses its registered defaults.
+``recipes={"mult": "mult_mosi"}`` gives a model its own recipe's model *and* train sections (its
+published or tuned schedule; the data, seeds and device stay the shared ones); otherwise a model uses
+its registered defaults.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from emodistill.io import log, write_json, write_text
 from emodistill.metrics.scores import HEADLINE_METRICS, PRIMARY_METRICS
 from emodistill.metrics.stats import grid_csv, grid_markdown
 from emodistill.models import list_models
-from emodistill.training.config import RunConfig, check_model_config, load_recipe
+from emodistill.training.config import RunConfig, check_model_config, with_recipe
 from emodistill.training.fit import fit_seeds
 
 
@@ -40,21 +41,19 @@ def seeds_from_arg(values: list[int]) -> list[int]:
 
 
 def model_config(base: RunConfig, model: str, recipes: dict[str, str] | None = None) -> RunConfig:
-    """``base`` for ``model``: its own recipe's model section if given, the base recipe's if it names this
-    model, else the model's defaults; checked and typed as every configuration (``check_model_config``).
+    """``base`` for ``model``: its own recipe's model and train sections if given (:func:`with_recipe`; data,
+    seeds and device stay ``base``'s), else the base recipe's model section if it names this model, else the
+    model's defaults; checked and typed as every configuration (``check_model_config``).
 
     Raises:
         ValueError: an unregistered model, a recipe for another model, or a recipe key that is not a field
             of the model (or of the wrong type).
     """
-    cfg = copy.deepcopy(base)
-    values, origin = (cfg.model_config if cfg.model == model else {}), "model"
     if recipes and model in recipes:
-        d = load_recipe(recipes[model])
-        values, origin = dict(d.get("model") or {}), f"{recipes[model]}: model"
-        if values.pop("name", model) != model:
-            raise ValueError(f"recipe {recipes[model]!r} is for model {d['model'].get('name')!r}, not {model!r}")
-    cfg.model, cfg.model_config = model, check_model_config(model, values, origin)
+        return with_recipe(base, recipes[model], model)
+    cfg = copy.deepcopy(base)
+    values = cfg.model_config if cfg.model == model else {}
+    cfg.model, cfg.model_config = model, check_model_config(model, values, "model")
     return cfg
 
 

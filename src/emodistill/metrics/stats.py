@@ -226,3 +226,33 @@ def summary_markdown(summary: dict[str, dict], seeds: list[int]) -> str:
     for k, s in summary.items():
         lines.append(f"| {k} | {s['mean']:.4f} ± {s['std']:.4f} | [{s['ci_low']:.4f}, {s['ci_high']:.4f}] |")
     return "\n".join(lines) + "\n"
+
+
+def paired_differences(
+    runs: Sequence[Mapping[str, float]], reference: Sequence[Mapping[str, float]], keys: Sequence[str],
+    lower_is_better: frozenset[str] = frozenset(), confidence: float = 0.95,
+) -> dict[str, dict]:
+    """Per-seed differences ``run - reference`` (the same seeds, in the same order) summarised as
+    :func:`summarize` does (mean, sample std, t-interval: a paired t-interval), plus ``better``: the number
+    of seeds where the run beats the reference (lower for ``lower_is_better`` keys, else higher).
+
+    Raises:
+        ValueError: the two lists differ in length (not the same seeds).
+    """
+    if len(runs) != len(reference):
+        raise ValueError(f"paired_differences: {len(runs)} runs against {len(reference)} reference runs; "
+                         "pair them by seed")
+    keys = [k for k in keys if all(k in r for r in runs) and all(k in r for r in reference)]
+    diffs = [{k: float(r[k]) - float(ref[k]) for k in keys} for r, ref in zip(runs, reference, strict=True)]
+    out = summarize(diffs, confidence) if diffs else {}
+    for k in keys:
+        sign = -1.0 if k in lower_is_better else 1.0
+        out[k]["better"] = sum(1 for d in diffs if sign * d[k] > 0)
+    return out
+
+
+def paired_cell(s: dict) -> str:
+    """``+mean [low, high] (better in b/n)`` of one :func:`paired_differences` entry."""
+    if math.isnan(s["std"]):
+        return f"{s['mean']:+.4f} (better in {s['better']}/{s['n']})"
+    return f"{s['mean']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}] (better in {s['better']}/{s['n']})"

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from emodistill import __version__
+from emodistill.data.synth_concepts import CONCEPTS
+from emodistill.metrics import dictionary as D
 from emodistill.models.dmd.model import MODS as DMD_MODALITIES
 from emodistill.plots import require_matplotlib, save_png
 from emodistill.report import analysis as A
@@ -32,7 +34,7 @@ from emodistill.report.collect import (
     load_test_split,
     read_run,
 )
-from emodistill.report.html import FigureItem, Section, render_page
+from emodistill.report.html import FigureItem, Section, render_page, rows_table
 from emodistill.spec import is_binary_task
 
 SPACE_ORDER = ("homo", "hetero")
@@ -151,7 +153,8 @@ def _build(run: RunFiles, out: Path, *, max_points: int, device: str, data: str 
     sections = [
         _curves_section(run, out, best_epoch),
         _edges_section(run, out, named, best_epoch, why_no_model, record),
-        _activations_section(out, named, labels, why_no_model, record),
+        _activations_section(out, named, labels, why_no_model, record,
+                             getattr(split, "concepts", None) if labels is not None else None),
         _embedding_section(run, out, named, labels, max_points, why_no_model, record),
         _predictions_section(run, predictions, out, record),
     ]
@@ -240,7 +243,7 @@ def _edges_section(run: RunFiles, out: Path, named: dict[str, np.ndarray], best_
 
 
 def _activations_section(out: Path, named: dict[str, np.ndarray], labels: np.ndarray | None,
-                         why_no_model: str | None, record: dict[str, Any]) -> Section:
+                         why_no_model: str | None, record: dict[str, Any], concepts: np.ndarray | None) -> Section:
     s = Section("Dictionary activations", "dictionary")
     acts = _group(named, "activations")
     if not acts:
@@ -258,7 +261,44 @@ def _activations_section(out: Path, named: dict[str, np.ndarray], labels: np.nda
             f"Heatmaps of dictionary activations in the {space} space, one per modality, samples sorted by label",
             f"Dictionary activations, {SPACE_NAMES.get(space, space)} space: rows are {len(idx)} test samples "
             "sorted by label, columns the dictionary atoms."))
+    _dictionary_measures(s, out, acts, concepts, record)
     return s
+
+
+def _dictionary_measures(s: Section, out: Path, acts: dict[str, dict[str, np.ndarray]],
+                         concepts: np.ndarray | None, record: dict[str, Any]) -> None:
+    """Usage (and, with planted concepts, recovery) table, and a concept x atom heatmap per space."""
+    summary = D.dictionary_summary({f"activations/{sp}/{m}": a for sp, pm in acts.items() for m, a in pm.items()},
+                                   concepts)
+    record["dictionary"] = summary
+    cols = ["space", "modality", "perplexity", "atoms used (>= 1 %)", "soft perplexity", "atoms per clip"]
+    keys = ["perplexity", "atoms_used", "soft_perplexity", "support"]
+    if concepts is not None:
+        cols += ["concept NMI", "concept purity"]
+        keys += ["nmi", "purity"]
+    cols.append("cross-modal agreement")
+    rows = []
+    for space, entry in summary.items():
+        for m in acts[space]:
+            rows.append([space, F.MODALITY_NAMES.get(m, m)] + [entry[m][k] for k in keys] + [entry["agreement"]])
+    s.tables.append(rows_table(cols, rows))
+    s.notes.append(
+        "Usage on the test split: a clip's top atom is its largest activation; perplexity = exp(entropy of the "
+        f"top-atom shares) (1 = every clip on one atom); an atom is used when it is the top atom of at least "
+        f"{D.USED_SHARE:.0%} of the clips. Cross-modal agreement: clips whose top atom is the same in every "
+        "modality." + (" Concept NMI/purity: top atom against the clip's primary planted concept." if concepts
+                       is not None else ""))
+    if concepts is None:
+        return
+    names = list(CONCEPTS) if concepts.shape[1] == len(CONCEPTS) else [f"c{i}" for i in range(concepts.shape[1])]
+    for space, per_mod in acts.items():
+        mats = {m: D.concept_atom_matrix(a, concepts) for m, a in per_mod.items()}
+        s.figures.append(_save(
+            F.concept_atom_figure(mats, names, space, summary[space]), out, f"concepts_{space}.png",
+            f"Planted concept by top dictionary atom in the {space} space, one heatmap per modality",
+            f"{SPACE_NAMES.get(space, space)} space: for each planted concept (rows), the share of its test clips "
+            "whose top atom is each atom (columns; only atoms some modality uses). One bright cell per row = "
+            "the concept has its own atom; the same column across modalities = the modalities agree."))
 
 
 def _embedding_section(run: RunFiles, out: Path, named: dict[str, np.ndarray], labels: np.ndarray | None,

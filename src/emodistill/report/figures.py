@@ -129,6 +129,34 @@ def activations_figure(acts: dict[str, np.ndarray], labels: np.ndarray, space: s
     return fig
 
 
+def concept_atom_figure(mats: dict[str, np.ndarray], concept_names: Sequence[str], space: str,
+                        scores: dict[str, dict]):
+    """Heatmap per modality of ``P(top atom | planted concept)`` (concepts x the atoms any modality uses).
+
+    Args:
+        mats: per modality ``(C, K)`` from :func:`~emodistill.metrics.dictionary.concept_atom_matrix`.
+        scores: per modality ``{"nmi", "purity"}`` for the panel titles.
+    """
+    mods = list(mats)
+    used = np.flatnonzero(np.any([m.max(axis=0) > 0 for m in mats.values()], axis=0))  # atoms someone uses
+    # columns ordered by the concept that uses each atom most (language's view first), so that a
+    # one-to-one recovery shows as a diagonal
+    first = mats[mods[0]][:, used]
+    order = used[np.lexsort((-first.max(axis=0), first.argmax(axis=0)))]
+    fig = new_figure(max(4.0, 0.25 * len(order) + 2.5) * len(mods), 4.8)
+    axes = np.atleast_1d(fig.subplots(1, len(mods)))
+    for ax, m in zip(axes, mods, strict=True):
+        im = ax.imshow(mats[m][:, order], aspect="auto", cmap="magma", interpolation="nearest", vmin=0, vmax=1)
+        sc = scores.get(m, {})
+        ax.set(title=f"{space} / {MODALITY_NAMES.get(m, m)}: NMI {sc.get('nmi', float('nan')):.2f}, "
+                     f"purity {sc.get('purity', float('nan')):.2f}",
+               xlabel=f"top atom ({len(order)} used of {mats[m].shape[1]})", ylabel="planted concept")
+        ax.set_yticks(range(len(concept_names)), concept_names, fontsize=7)
+        ax.set_xticks(range(len(order)), [str(k) for k in order], fontsize=6, rotation=90)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
 def embedding_figure(xy: np.ndarray, modality: Sequence[str], label_idx: np.ndarray,
                      class_names: Sequence[str], space: str, n_samples: int):
     """Two t-SNE panels of the same points: coloured by modality, and by label class."""

@@ -42,6 +42,19 @@ class Section:
     anchor: str
     figures: list[FigureItem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    """HTML tables shown before the figures (built by :func:`rows_table`)."""
+
+
+def rows_table(columns: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table with a header row; floats get 4 decimals and are right-aligned."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td class=num>{_fmt(v)}</td>" if isinstance(v, (int, float)) else f"<td>{_fmt(v)}</td>"
+                         for v in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _fmt(v: Any) -> str:
@@ -84,6 +97,7 @@ def render_page(title: str, header: dict[str, Any], results: dict[str, Any] | No
     for s in sections:
         parts.append(f'<section id="{escape(s.anchor)}"><h2>{escape(s.title)}</h2>')
         parts += [f'<p class="note">{escape(n)}</p>' for n in s.notes]
+        parts += s.tables
         for f in s.figures:
             parts.append(f'<figure><img src="{escape(f.file)}" alt="{escape(f.alt)}">'
                          f"<figcaption>{escape(f.caption)}</figcaption></figure>")

@@ -102,8 +102,8 @@ class DataConfig:
     """Which data to train on and how strictly to read it."""
 
     source: str = "synth"
-    """"synth", "synth-unaligned", the path of an MMSA processed pickle, or a UR-FUNNY v2 / MUStARD
-    release directory."""
+    """"synth", "synth-unaligned", "synth-concepts", "synth-concepts-unaligned", the path of an MMSA processed
+    pickle, or a UR-FUNNY v2 / MUStARD release directory."""
     dataset: str | None = None
     """Force the data-set family (mosi, mosei, sims for files; urfunny, mustard for directories);
     default: from the file's hash or dims, or the directory's files."""
@@ -205,6 +205,32 @@ def recipe_model(recipe: str | Path | None) -> str:
     """The model a recipe is for: its ``model.name``; dmd if it names none or there is no recipe."""
     section = (load_recipe(str(recipe)).get("model") or {}) if recipe else {}
     return section.get("name", "dmd")
+
+
+RUN_ENVIRONMENT = ("seed", "device", "num_threads", "deterministic", "eval_batch_size")
+"""Train fields that describe where and how reproducibly a run executes, not the recipe's schedule: a
+per-model recipe (:func:`with_recipe`) keeps the caller's values of these."""
+
+
+def with_recipe(base: RunConfig, recipe: str, model: str | None = None) -> RunConfig:
+    """``base`` with a recipe's model and train sections (a per-model recipe of ``compare``/``ablate``).
+
+    The data section and the :data:`RUN_ENVIRONMENT` fields stay ``base``'s, so every model sees the same
+    data, seeds and device while training on its own schedule (its learning rate, batch, early stopping).
+
+    Raises:
+        ValueError: the recipe names another model than ``model``, or has a key its model lacks.
+    """
+    d = load_recipe(recipe)
+    values = dict(d.get("model") or {})
+    name = values.pop("name", model or "dmd")
+    if model is not None and name != model:
+        raise ValueError(f"recipe {recipe!r} is for model {name!r}, not {model!r}")
+    train = _build(TrainConfig, d.get("train") or {}, f"{recipe}: train")
+    for key in RUN_ENVIRONMENT:
+        setattr(train, key, getattr(base.train, key))
+    return RunConfig(model=name, model_config=check_model_config(name, values, f"{recipe}: model"), train=train,
+                     data=copy.deepcopy(base.data))
 
 
 SECTIONS = {"train": TrainConfig, "data": DataConfig}

@@ -8,7 +8,9 @@ Layout of a run directory (one per seed; ``--seeds`` puts them under ``seed-XXXX
     best.ckpt               the checkpoint selected on validation loss (self-describing)
     last.ckpt               the latest epoch, with optimiser/scheduler/RNG state for --resume
     test_predictions.csv    id, label, prediction on the test split (selected checkpoint)
-    results.json            validation and test metrics of the selected checkpoint
+    results.json            validation and test metrics of the selected checkpoint; for a model with
+                            dictionaries (DHMD) also their atom usage on the test split (and, on
+                            synth-concepts, the recovery of the planted concepts)
 
 Every file is written atomically, so an interrupted run leaves no half-written file, and
 ``resume=True`` continues from ``last.ckpt`` to the same result as an uninterrupted run (CPU, same seed).
@@ -33,6 +35,7 @@ from emodistill.checkpoint import build_checkpoint, read_checkpoint, save_checkp
 from emodistill.data import MMSAData
 from emodistill.data.loader import BatchLoader
 from emodistill.io import dump_yaml, log, write_json, write_text
+from emodistill.metrics.dictionary import dictionary_summary
 from emodistill.metrics.scores import compute_metrics
 from emodistill.metrics.stats import summarize, summary_csv, summary_markdown
 from emodistill.models import create_model
@@ -208,6 +211,7 @@ def fit(
         val_pred, t_eval = timed(lambda: gather_predictions(predict(model, valid_loader, edges=True), ctx))
         val_loss = val_pred.loss
         edges = val_pred.edges  # {"homo": [6], "hetero": [6]} for DMD-like models
+        dictionary = _epoch_dictionary(val_pred.activations, data.splits["valid"].concepts)
         val_metrics = compute_metrics(val_pred.prediction, val_pred.label, family)
         if scheduler is not None:
             scheduler.step(val_loss)
@@ -220,6 +224,7 @@ def fit(
             **_metrics_row("valid", val_metrics),
             "best_epoch": stopper.best_epoch,
             **({"edges": edges} if edges else {}),
+            **({"dictionary": dictionary} if dictionary else {}),
             "time_train_s": round(t_train, 3),
             "time_eval_s": round(t_eval, 3),
         }
@@ -270,13 +275,25 @@ def fit(
     if evaluate_test:  # once, on the checkpoint selected on the validation split
         model.load_state_dict(on_main(lambda: read_checkpoint(run_dir / "best.ckpt")["state_dict"], ctx))
         test_loader = BatchLoader(data.splits["test"], tcfg.eval_batch_size, shuffle=False, device=device, **shard)
-        test_pred = gather_predictions(predict(model, test_loader), ctx)
+        test_pred = gather_predictions(predict(model, test_loader, edges=True), ctx)
         results["test"] = {"loss": test_pred.loss, **compute_metrics(test_pred.prediction, test_pred.label, family)}
+        if test_pred.activations:  # DHMD: atom usage (and planted-concept recovery) on the test split
+            results["dictionary"] = dictionary_summary(test_pred.activations, data.splits["test"].concepts)
         if ctx.is_main:
             write_text(run_dir / "test_predictions.csv", predictions_csv(test_pred, data.splits["test"].ids))
     if ctx.is_main:
         write_json(run_dir / "results.json", results)
     return results
+
+
+def _epoch_dictionary(activations: dict, concepts: np.ndarray | None) -> dict:
+    """The per-epoch dictionary record of ``metrics.jsonl``: ``{space: {m: {perplexity, atoms_used[, nmi]},
+    agreement}}`` on the validation split (the full set of measures goes to ``results.json``)."""
+    keep = ("perplexity", "atoms_used", "nmi")
+    out = {}
+    for space, entry in dictionary_summary(activations, concepts).items():
+        out[space] = {m: ({k: v[k] for k in keep if k in v} if isinstance(v, dict) else v) for m, v in entry.items()}
+    return out
 
 
 _RANK_SEED_STRIDE = 1_000_003  # seeds of the processes' dropout streams: seed + stride * rank

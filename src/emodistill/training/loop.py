@@ -163,6 +163,9 @@ class Predictions:
     task: str = "regression"
     edges: dict[str, list[float]] = field(default_factory=dict)
     """With ``predict(..., edges=True)``: split means of the GD edge weights, ``{space: [6 floats]}``."""
+    activations: dict[str, np.ndarray] = field(default_factory=dict)
+    """With ``predict(..., edges=True)``: the model's dictionary activations in split order,
+    ``{"activations/<space>/<m>": (N, K)}`` (DHMD; empty otherwise)."""
 
     @property
     def is_binary(self) -> bool:
@@ -181,10 +184,12 @@ class Predictions:
 @torch.no_grad()
 def predict(model: nn.Module, loader: BatchLoader, *, edges: bool = False) -> Predictions:
     """Eval-mode scores over a split; ``edges=True`` also averages the model's GD edge weights (``{}`` if
-    it has none), from the same forward pass, so that a report can draw how they evolve over epochs."""
+    it has none) and keeps its dictionary activations, from the same forward pass, so that a run can
+    record how they evolve over epochs."""
     model.eval()
     preds, labels, index = [], [], []
     edge_sums: dict[str, Tensor] = {}
+    acts: dict[str, list[Tensor]] = {}
     with model.inference_cache():  # the weights are fixed for the whole pass (DMD/MulT fold them once)
         for batch in loader:
             if edges and hasattr(model, "predict_and_interpret"):
@@ -193,6 +198,8 @@ def predict(model: nn.Module, loader: BatchLoader, *, edges: bool = False) -> Pr
                     if k.startswith("edges/"):
                         v = v.double().sum(dim=0).cpu()  # (6,)
                         edge_sums[k] = edge_sums[k] + v if k in edge_sums else v
+                    elif k.startswith("activations/"):
+                        acts.setdefault(k, []).append(v.float().cpu())  # (B, K)
             else:
                 scores = model.predict(batch)
             preds.append(scores.reshape(-1).float().cpu())
@@ -202,12 +209,14 @@ def predict(model: nn.Module, loader: BatchLoader, *, edges: bool = False) -> Pr
         preds, labels, index = [torch.zeros(0)], [torch.zeros(0)], [torch.zeros(0, dtype=torch.int64)]
     order = torch.cat(index).argsort()
     n = len(order)
+    activations = {k: torch.cat(v)[order].numpy() for k, v in acts.items() if n}
     return Predictions(
         prediction=torch.cat(preds)[order].numpy().astype(np.float64),
         label=torch.cat(labels)[order].numpy().astype(np.float64),
         index=torch.cat(index)[order].numpy(),
         task=getattr(getattr(model, "spec", None), "task", "regression"),
         edges={k.split("/", 1)[1]: (v / n).tolist() for k, v in edge_sums.items()},
+        activations=activations,
     )
 
 
@@ -223,12 +232,18 @@ def gather_predictions(pred: Predictions, ctx: DistContext) -> Predictions:
         having = [p for p in parts if k in p.edges]
         total = sum(np.asarray(p.edges[k]) * len(p.index) for p in having)
         edges[k] = (total / sum(len(p.index) for p in having)).tolist()
+    activations = {}  # a process with no samples has no activations: its share adds 0 rows
+    for k in sorted(set().union(*(p.activations for p in parts))):
+        rows = [p.activations[k] for p in parts if k in p.activations]
+        if sum(len(r) for r in rows) == len(index):
+            activations[k] = np.concatenate(rows)[order]
     return Predictions(
         prediction=np.concatenate([p.prediction for p in parts])[order],
         label=np.concatenate([p.label for p in parts])[order],
         index=index[order],
         task=pred.task,
         edges=edges,
+        activations=activations,
     )
 
 

@@ -41,13 +41,22 @@ import torch
 from torch import Tensor
 
 from emodistill.models.dmd.config import LOSS_TERMS, DMDConfig
-from emodistill.models.dmd.dictionary import ACTIVATIONS, DISTANCES, POOLINGS, DictionarySpace, activation_distance
+from emodistill.models.dmd.dictionary import (
+    ACTIVATIONS,
+    DISTANCES,
+    POOLINGS,
+    DictionarySpace,
+    activation_distance,
+    usage_deficit,
+)
 from emodistill.models.dmd.gd_unit import EDGE_STUDENT, EDGE_TEACHER
 from emodistill.models.dmd.model import DMD, MODS, DMDOutput
 from emodistill.models.registry import register_model
 from emodistill.spec import DatasetSpec
 
 SPACES = ("homo", "hetero")
+COMMITMENT_BETA = 0.25
+"""Weight of the commitment side against the codebook side, VQ-VAE's beta."""
 
 
 @dataclass
@@ -70,8 +79,15 @@ class DHMDConfig(DMDConfig):
     """Fine-grained distillation distance between activations: ``js``, ``kl`` or ``l1``."""
     weight_fine: float = 0.1
     """Total-loss weight of each space's fine-grained distillation term."""
+    dict_usage_weight: float = 0.0
+    """Total-loss weight of each space's usage term (anti-collapse): the mean over modalities of
+    ``1 - H(batch-mean activation) / log K`` (wav2vec 2.0's diversity loss); 0 = off."""
+    dict_commit_weight: float = 0.0
+    """Total-loss weight of each space's VQ-style commitment term (anti-collapse): the codebook distance
+    plus 0.25 x the commitment distance between a clip's winning query and its top atom; 0 = off."""
 
-    loss_terms = (*LOSS_TERMS, "fine_homo", "fine_hetero")
+    loss_terms = (*LOSS_TERMS, "fine_homo", "fine_hetero", "usage_homo", "usage_hetero", "commit_homo",
+                  "commit_hetero")
 
     def __post_init__(self) -> None:
         self.dict_spaces = tuple(str(s) for s in self.dict_spaces)
@@ -90,6 +106,9 @@ class DHMDConfig(DMDConfig):
             raise ValueError(f"DHMDConfig.dict_size={self.dict_size} must be >= 2 and dict_top_k >= 1")
         if self.dict_temperature <= 0 or self.weight_fine < 0:
             raise ValueError("DHMDConfig.dict_temperature must be > 0 and weight_fine >= 0")
+        if self.dict_usage_weight < 0 or self.dict_commit_weight < 0:
+            raise ValueError(f"DHMDConfig.dict_usage_weight={self.dict_usage_weight} and dict_commit_weight="
+                             f"{self.dict_commit_weight} must be >= 0")
 
 
 class DHMD(DMD):
@@ -115,7 +134,7 @@ class DHMD(DMD):
             }
         )
 
-    def _dictionary(self, space: str, tokens: dict[str, Tensor]) -> tuple[dict, dict] | None:
+    def _dictionary(self, space: str, tokens: dict[str, Tensor]) -> tuple[dict, dict, dict] | None:
         if space not in self.dictionaries:
             return None
         return self.dictionaries[space](tokens)
@@ -131,10 +150,17 @@ class DHMD(DMD):
         ):
             if space not in output.activations:
                 continue
-            fine = fine_distillation(output.activations[space], edges, unit.prior, cfg.dict_distance)
-            if f"fine_{space}" not in cfg.disabled_losses:
-                loss = loss + cfg.weight_fine * fine
-            losses[f"fine_{space}"] = fine.detach()
+            acts = output.activations[space]
+            fine = fine_distillation(acts, edges, unit.prior, cfg.dict_distance)
+            usage = torch.stack([usage_deficit(a) for a in acts.values()]).mean()
+            terms = {f"fine_{space}": (cfg.weight_fine, fine), f"usage_{space}": (cfg.dict_usage_weight, usage)}
+            if space in output.commitment:  # training mode only
+                d = torch.stack(list(output.commitment[space].values())).mean(dim=(0, 1))  # (2,)
+                terms[f"commit_{space}"] = (cfg.dict_commit_weight, COMMITMENT_BETA * d[0] + d[1])
+            for name, (weight, value) in terms.items():
+                if weight and name not in cfg.disabled_losses:
+                    loss = loss + weight * value
+                losses[name] = value.detach()
         losses["loss"] = loss
         return losses
 

@@ -121,17 +121,22 @@ class DictionarySpace(nn.Module):
             {m: nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width)) for m in modalities}
         )
 
-    def forward(self, tokens: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Dictionary features and activations.
+    def forward(
+        self, tokens: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+        """Dictionary features, activations and commitment distances.
 
         Args:
             tokens: per modality ``(B, T_m, width)``.
 
         Returns:
-            ``(features, activations)``: per modality ``(B, width)`` and ``(B, K)`` (rows sum to 1).
+            ``(features, activations, commitment)``: per modality ``(B, width)``, ``(B, K)`` (rows sum
+            to 1) and ``(B, 2)``: the cosine distance between the clip's winning query step and its top
+            atom, once with the atom detached (the commitment side) and once with the query detached
+            (the codebook side); see :func:`commitment_distances`.
         """
         atoms = F.normalize(self.atoms, dim=-1)  # (K, width)
-        feats, acts = {}, {}
+        feats, acts, commit = {}, {}, {}
         for m, x in tokens.items():
             q = F.normalize(self.query[m](x), dim=-1)  # (B, T, width)
             scores = torch.matmul(q, atoms.t()) / self.temperature  # (B, T, K)
@@ -139,4 +144,43 @@ class DictionarySpace(nn.Module):
             a = sparse_activation(pooled, self.activation, self.top_k)
             acts[m] = a
             feats[m] = a @ self.atoms  # (B, width): the un-normalised atoms carry the learnt scale
-        return feats, acts
+            if self.training:  # a training-only term: inference never pays for it
+                commit[m] = commitment_distances(q, scores, a, atoms)
+        return feats, acts, commit
+
+
+def commitment_distances(queries: Tensor, scores: Tensor, acts: Tensor, atoms: Tensor) -> Tensor:
+    """VQ-VAE's two distances (van den Oord et al., NeurIPS 2017), in cosine form, for the top atom.
+
+    A clip's top atom ``k* = argmax a``; its *winning step* ``t*`` is the time step with the highest
+    score for ``k*`` (with max pooling, the step that made ``k*`` win). Both are unit vectors, so
+    ``1 - cos`` is half their squared distance.
+
+    Args:
+        queries: ``(B, T, width)`` unit query vectors.
+        scores: ``(B, T, K)`` scores.
+        acts: ``(B, K)`` activations.
+        atoms: ``(K, width)`` unit atoms.
+
+    Returns:
+        ``(B, 2)``: ``[1 - cos(q_t*, stopgrad(atom_k*)), 1 - cos(stopgrad(q_t*), atom_k*)]``.
+    """
+    bsz = queries.shape[0]
+    top = acts.argmax(dim=-1)  # (B,)
+    t_star = scores.gather(2, top.view(bsz, 1, 1).expand(bsz, scores.shape[1], 1)).squeeze(2).argmax(1)  # (B,)
+    q = queries[torch.arange(bsz, device=queries.device), t_star]  # (B, width)
+    e = atoms[top]  # (B, width)
+    return torch.stack([1 - (q * e.detach()).sum(-1), 1 - (q.detach() * e).sum(-1)], dim=1)
+
+
+def usage_deficit(acts: Tensor) -> Tensor:
+    """``1 - H(mean_b a[b]) / log K`` of one modality's batch activations ``(B, K)``: 0 when the batch
+    spreads its mass evenly over the atoms, 1 when every clip uses the same single atom.
+
+    The batch-level entropy of codebook usage, as wav2vec 2.0's diversity loss (Baevski et al., NeurIPS
+    2020) maximises it: it penalises the batch's *mean* distribution only, so each clip may stay sparse.
+    """
+    k = acts.shape[-1]
+    p = acts.mean(dim=0)  # (K,)
+    h = -(p * p.clamp_min(_TINY).log()).sum()
+    return 1 - h / math.log(k)

@@ -84,6 +84,8 @@ class DMDOutput(ModelOutput):
     """``(B, 6)`` HeteroGD edges, same order."""
     activations: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     """DHMD only: ``{space: {m: (B, K)}}`` dictionary activations; empty for DMD."""
+    commitment: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    """DHMD in training mode only: ``{space: {m: (B, 2)}}`` commitment/codebook distances."""
 
 
 def _mdict(make) -> nn.ModuleDict:
@@ -188,14 +190,14 @@ class DMD(FoldedInferenceCache, MERModel):
         c = {m: self.encoder_c(proj_x[m]) for m in MODS}  # (B, d, T'_m), shared weights
         return proj_x, s, c
 
-    def _c_fusion(self, c: dict[str, Tensor], dict_homo: tuple[dict, dict] | None = None) -> Tensor:
+    def _c_fusion(self, c: dict[str, Tensor], dict_homo: tuple[dict, dict, dict] | None = None) -> Tensor:
         """Last steps of the shared-feature self-attention encoders, concatenated: ``(B, 3d)`` (plus the
         homo dictionary features, DHMD)."""
         c_att = self.self_attn_c([c[m].transpose(1, 2) for m in MODS], last_only=True)  # 3 x (B, d)
         return torch.cat(list(self._with_dict(dict(zip(MODS, c_att, strict=True)), dict_homo).values()), dim=1)
 
     @staticmethod
-    def _with_dict(x: dict[str, Tensor], dictionary: tuple[dict, dict] | None) -> dict[str, Tensor]:
+    def _with_dict(x: dict[str, Tensor], dictionary: tuple[dict, dict, dict] | None) -> dict[str, Tensor]:
         """``x[m] + features[m]`` per modality when a dictionary is present, else ``x`` unchanged."""
         return x if dictionary is None else {m: x[m] + dictionary[0][m] for m in MODS}
 
@@ -210,14 +212,14 @@ class DMD(FoldedInferenceCache, MERModel):
         """Mem encoders on the hetero-space tokens: last steps ``(B, 2d)``."""
         return dict(zip(MODS, self.mem([mem_in[m] for m in MODS], last_only=True), strict=True))
 
-    def _hetero_branch(self, s: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[dict, dict] | None]:
+    def _hetero_branch(self, s: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[dict, dict, dict] | None]:
         """Crossmodal and mem encoders on the private features: last steps ``(B, 2d)`` per modality (plus the
         hetero dictionary features, DHMD), and the hetero dictionary's output."""
         mem_in = self._crossmodal(s)
         dict_het = self._dictionary("hetero", mem_in)
         return self._with_dict(self._last_h(mem_in), dict_het), dict_het
 
-    def _dictionary(self, space: str, tokens: dict[str, Tensor]) -> tuple[dict, dict] | None:
+    def _dictionary(self, space: str, tokens: dict[str, Tensor]) -> tuple[dict, dict, dict] | None:
         """Dictionary features and activations of one decoupled space (DHMD's hook; DMD has none).
 
         Args:
@@ -225,7 +227,8 @@ class DMD(FoldedInferenceCache, MERModel):
             tokens: per modality, the space's token sequence ``(B, T'_m, width)``.
 
         Returns:
-            None, or ``(features, activations)``: per modality ``(B, width)`` and ``(B, K)``.
+            None, or ``(features, activations, commitment)``: per modality ``(B, width)``, ``(B, K)``
+            and, in training mode, ``(B, 2)`` (else ``{}``).
         """
         return None
 
@@ -296,6 +299,9 @@ class DMD(FoldedInferenceCache, MERModel):
             edges_hetero=self.gd_hetero(logits_het_t, reprs_het_t),
             activations={
                 space: d[1] for space, d in (("homo", dict_homo), ("hetero", dict_het)) if d is not None
+            },
+            commitment={
+                space: d[2] for space, d in (("homo", dict_homo), ("hetero", dict_het)) if d is not None and d[2]
             },
         )
 
