@@ -125,3 +125,21 @@ def test_ablate_list(capsys):
     out = capsys.readouterr().out
     for name in ABLATIONS:
         assert name in out
+
+
+def test_jobs_train_in_worker_processes_to_the_same_results(mmsa_writer, tmp_path, capsys):
+    """--jobs 2 runs (variant, seed) pairs in two processes; every run equals its sequential twin."""
+    pkl = mmsa_writer("d.pkl", n=(16, 6, 6))
+    common = ["--data", str(pkl), "--seeds", "1", "2", "--variants", "dmd", "dhmd", "--quiet", "--epochs", "1",
+              "--train.batch_size", "8", "--train.update_every", "1", "--train.device", "cpu",
+              "--train.num_threads", "1"]
+    common += [x for k, v in TINY.items() if k not in ("name", "disabled_losses") for x in (f"--model.{k}", str(v))]
+    assert main(["ablate", *common, "--run-dir", str(tmp_path / "seq")]) == 0
+    assert main(["ablate", *common, "--run-dir", str(tmp_path / "par"), "--jobs", "2"]) == 0
+    assert "4 runs in 2 processes" in capsys.readouterr().err
+    for variant in ("dmd", "dhmd"):
+        for seed in (1, 2):
+            a, b = (json.loads((tmp_path / r / variant / f"seed-{seed}" / "results.json").read_text())
+                    for r in ("seq", "par"))
+            assert a["test"] == b["test"] and a["valid"] == b["valid"]
+    assert main(["ablate", *common, "--run-dir", str(tmp_path / "bad"), "--jobs", "0"]) == 2

@@ -179,7 +179,7 @@ def test_no_decouple_uses_projected_features_in_both_spaces():
     losses = model.compute_losses(out, _batch()["labels"])
     task_only = losses["task"] + 0.05 * (losses["homo_logit"] + losses["homo_reg"]) + 0.05 * (
         losses["hetero_logit"] + losses["hetero_repr"] + losses["hetero_reg"]
-    ) + 0.1 * (losses["fine_homo"] + losses["fine_hetero"])
+    ) + 0.1 * (losses["fine_homo"] + losses["fine_hetero"]) + 0.1 * (losses["usage_homo"] + losses["usage_hetero"])
     assert losses["loss"].item() == pytest.approx(task_only.item(), rel=1e-5)  # no rec/cyc/ort/mar
 
 
@@ -193,6 +193,8 @@ def test_no_decouple_uses_projected_features_in_both_spaces():
         ({"dict_size": 1}, "dict_size"),
         ({"dict_usage_weight": -0.1}, "dict_usage_weight"),
         ({"dict_commit_weight": -1.0}, "dict_commit_weight"),
+        ({"dict_contrast_weight": -1.0}, "dict_contrast_weight"),
+        ({"dict_contrast_temperature": 0.0}, "dict_contrast_temperature"),
     ],
 )
 def test_config_errors_name_the_field(bad, match):
@@ -248,20 +250,35 @@ def test_anti_collapse_terms_enter_the_loss_with_their_weights():
     quiet = dict(output_dropout=0.0, embed_dropout=0.0, text_dropout=0.0, attn_dropout=0.0, attn_dropout_a=0.0)
     torch.manual_seed(0)
     off = create_model("dhmd", SPEC, **TINY, **quiet, dict_usage_weight=0.0, dict_commit_weight=0.0)
-    on = create_model("dhmd", SPEC, **TINY, **quiet, dict_usage_weight=0.3, dict_commit_weight=0.2)
+    on = create_model("dhmd", SPEC, **TINY, **quiet, dict_usage_weight=0.3, dict_commit_weight=0.2,
+                      dict_contrast_weight=0.7)
     on.load_state_dict(off.state_dict())
     batch = _batch()
     lo = off.compute_losses(off(batch), batch["labels"])
     out_on = on(batch)
     ln = on.compute_losses(out_on, batch["labels"])
     added = sum(0.3 * ln[f"usage_{s}"] + 0.2 * ln[f"commit_{s}"] for s in ("homo", "hetero"))
+    added = added + 0.7 * ln["contrast_homo"]  # the homo space only
     assert (ln["loss"] - lo["loss"]).item() == pytest.approx(added.item(), rel=1e-5)
     # the commitment term is beta * commitment side + codebook side; both sides are the same number
-    d = torch.stack(list(out_on.commitment["homo"].values())).mean(dim=(0, 1))
+    d = torch.stack(list(out_on.dictionary_aux["homo"]["commit"].values())).mean(dim=(0, 1))
     assert ln["commit_homo"].item() == pytest.approx((0.25 * d[0] + d[1]).item(), rel=1e-6)
     assert 0.0 <= ln["usage_homo"].item() <= 1.0
     ln["loss"].backward()
     assert on.dictionaries["homo"].atoms.grad.abs().sum() > 0
     on.eval()  # inference computes no commitment and predicts exactly as before
-    assert on(batch).commitment == {}
+    assert on(batch).dictionary_aux == {}
     assert torch.allclose(on.predict(batch), off.eval().predict(batch))
+
+
+def test_cross_modal_contrast_hand_computed():
+    from emodistill.models.dmd.dictionary import cross_modal_contrast
+
+    eye = torch.eye(2)
+    # matching profiles: each row's logits (1, 0) at temperature 1 -> CE = log(1 + e^-1), every pair and direction
+    same = cross_modal_contrast({"l": eye, "v": 3 * eye, "a": eye}, temperature=1.0)  # scale is irrelevant
+    assert same.item() == pytest.approx(math.log(1 + math.exp(-1)))
+    # clips swapped in one modality: the positive has cosine 0, the negative 1 -> CE = log(1 + e^1) there
+    swapped = cross_modal_contrast({"l": eye, "v": eye.flip(0)}, temperature=1.0)
+    assert swapped.item() == pytest.approx(math.log(1 + math.e))
+    assert cross_modal_contrast({"l": eye[:1], "v": eye[:1]}, 0.1).item() == 0.0  # one clip: no negatives

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", nargs="+", help="subset of variants, in this order (default: all)")
     p.add_argument("--reference", default="dmd",
                    help="variant the others are paired against, seed by seed (default dmd; skipped if not run)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, each in its own process with train.num_threads threads (1 when "
+                        "unset); e.g. --jobs 2 on 2 cores (default 1: one run after the other)")
     p.add_argument("--list", action="store_true", help="list the variants and exit")
 
 
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
             print(f"{name:<{width}}  {v.model:<5} {v.description}" + (f" [recipe {v.recipe}]" if v.recipe else ""))
         return 0
     variants = check_variants(args.variants)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs: expected a number >= 1, found {args.jobs}")
     if args.reference not in ABLATIONS:
         raise ValueError(f"--reference: expected one of the variants {list(ABLATIONS)}, found {args.reference!r}")
     cfg = make_config(args.config, data=args.data, overrides=overrides, max_epochs=args.epochs, device=args.device,
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     root, continuing = open_grid("ablation", cfg, args.seeds, args.run_dir, variants=variants)
     if continuing:
         print(f"continuing the ablation in {root}")
-    run_ablation(cfg, data, root, args.seeds, variants, quiet=args.quiet, reference=args.reference)
+    run_ablation(cfg, data, root, args.seeds, variants, quiet=args.quiet, reference=args.reference, jobs=args.jobs)
     print((root / "ablation.md").read_text())
     print(f"ablation directory: {root} (ablation.md, ablation.csv, one run directory per variant and seed)")
     return 0

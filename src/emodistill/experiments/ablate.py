@@ -30,7 +30,7 @@ from emodistill.metrics.scores import LOWER_IS_BETTER, PRIMARY_METRICS
 from emodistill.metrics.stats import grid_csv, grid_markdown, paired_cell, paired_differences, summarize
 from emodistill.models.registry import model_fields
 from emodistill.training.config import RunConfig, with_recipe
-from emodistill.training.fit import fit_seeds
+from emodistill.training.fit import fit_in_parallel, fit_seeds
 
 GD_HOMO = ("homo_logit", "homo_reg")
 GD_HETERO = ("hetero_logit", "hetero_repr", "hetero_reg")
@@ -52,7 +52,7 @@ ABLATIONS: dict[str, Variant] = {
                           {"disabled_losses": GD_HOMO + GD_HETERO}),
     "dmd": Variant("dmd", "DMD (coarse distillation only)"),
     "dhmd": Variant("dhmd", "DHMD, all components"),
-    "dhmd-no-anticollapse": Variant("dhmd", "DHMD without the anti-collapse term (the model before 0.3)",
+    "dhmd-no-anticollapse": Variant("dhmd", "DHMD without the anti-collapse term (the model as first released)",
                                     {"dict_usage_weight": 0.0, "dict_commit_weight": 0.0}),
     "dhmd-no-decouple": Variant("dhmd", "no decoupling (s = c = projected features)", {"decouple": False}),
     "dhmd-no-homogd": Variant("dhmd", "HomoGD distillation off", {"disabled_losses": GD_HOMO}),
@@ -115,15 +115,26 @@ def run_ablation(
     *,
     quiet: bool = False,
     reference: str | None = DEFAULT_REFERENCE,
+    jobs: int = 1,
 ) -> dict[str, dict]:
     """Run the grid and write ``ablation.{md,csv,json}`` under ``root``; returns ``{variant: summary}``.
 
     Args:
         reference: the variant the others are paired against (skipped when it is not in the grid).
+        jobs: runs trained at once, in worker processes (:func:`~emodistill.training.fit.fit_in_parallel`).
     """
     root = Path(root)
     names = check_variants(variants)
     configs = {name: variant_config(base, name) for name in names}  # every recipe checked before training
+    if jobs > 1:
+        tasks = []
+        for name in names:
+            for seed in seeds:
+                cfg = copy.deepcopy(configs[name])
+                cfg.train.seed = seed
+                tasks.append((cfg, root / name / f"seed-{seed}"))
+        log(f"=== ablation: {len(tasks)} runs in {jobs} processes")
+        fit_in_parallel(tasks, jobs)
     summaries: dict[str, dict] = {}
     results: dict[str, list[dict]] = {}
     for name in names:

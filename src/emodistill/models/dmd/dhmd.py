@@ -28,6 +28,13 @@ abstract's wording mirrors:
 * ``weight_fine = 0.1`` per space in the total loss (DMD weighs its GD terms 0.05 and its decoupling
   terms 0.1; the fine term is bounded by ``2 log 2`` per sample, so it cannot dominate).
 
+* against codebook collapse (without it, the homo-space language dictionary put every clip on one atom:
+  usage perplexity 1.0 on synth's validation split), a batch-level *usage* term per space,
+  ``dict_usage_weight * mean_m (1 - H(mean_b a_m[b]) / log K)`` (wav2vec 2.0's diversity loss), default
+  0.1, chosen on the validation split of ``synth`` (README, "DHMD"); it only asks the batch to spread
+  over atoms, so each clip stays sparse. A VQ-style commitment term (``dict_commit_weight``, off by
+  default) is the alternative that was measured. Both are training-only: inference is unchanged.
+
 Ablation switches: ``dict_spaces`` (which spaces get a dictionary), ``weight_fine = 0`` (dictionary
 features without matching), and DMD's ``decouple`` and ``disabled_losses`` (now also ``fine_homo``,
 ``fine_hetero``).
@@ -47,6 +54,7 @@ from emodistill.models.dmd.dictionary import (
     POOLINGS,
     DictionarySpace,
     activation_distance,
+    cross_modal_contrast,
     usage_deficit,
 )
 from emodistill.models.dmd.gd_unit import EDGE_STUDENT, EDGE_TEACHER
@@ -79,15 +87,22 @@ class DHMDConfig(DMDConfig):
     """Fine-grained distillation distance between activations: ``js``, ``kl`` or ``l1``."""
     weight_fine: float = 0.1
     """Total-loss weight of each space's fine-grained distillation term."""
-    dict_usage_weight: float = 0.0
+    dict_usage_weight: float = 0.1
     """Total-loss weight of each space's usage term (anti-collapse): the mean over modalities of
-    ``1 - H(batch-mean activation) / log K`` (wav2vec 2.0's diversity loss); 0 = off."""
+    ``1 - H(batch-mean activation) / log K`` (wav2vec 2.0's diversity loss); 0 = off (DHMD as first released)."""
     dict_commit_weight: float = 0.0
     """Total-loss weight of each space's VQ-style commitment term (anti-collapse): the codebook distance
     plus 0.25 x the commitment distance between a clip's winning query and its top atom; 0 = off."""
 
+    dict_contrast_weight: float = 0.0
+    """Total-loss weight of the homo space's cross-modal contrastive matching (InfoNCE between the
+    modalities' atom-score profiles of the same clip); the hetero space is modality-exclusive by design and
+    gets none; 0 = off."""
+    dict_contrast_temperature: float = 0.1
+    """Divides the cosine similarities of the contrastive matching."""
+
     loss_terms = (*LOSS_TERMS, "fine_homo", "fine_hetero", "usage_homo", "usage_hetero", "commit_homo",
-                  "commit_hetero")
+                  "commit_hetero", "contrast_homo")
 
     def __post_init__(self) -> None:
         self.dict_spaces = tuple(str(s) for s in self.dict_spaces)
@@ -106,9 +121,11 @@ class DHMDConfig(DMDConfig):
             raise ValueError(f"DHMDConfig.dict_size={self.dict_size} must be >= 2 and dict_top_k >= 1")
         if self.dict_temperature <= 0 or self.weight_fine < 0:
             raise ValueError("DHMDConfig.dict_temperature must be > 0 and weight_fine >= 0")
-        if self.dict_usage_weight < 0 or self.dict_commit_weight < 0:
-            raise ValueError(f"DHMDConfig.dict_usage_weight={self.dict_usage_weight} and dict_commit_weight="
-                             f"{self.dict_commit_weight} must be >= 0")
+        for name in ("dict_usage_weight", "dict_commit_weight", "dict_contrast_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DHMDConfig.{name}={getattr(self, name)} must be >= 0")
+        if self.dict_contrast_temperature <= 0:
+            raise ValueError(f"DHMDConfig.dict_contrast_temperature={self.dict_contrast_temperature} must be > 0")
 
 
 class DHMD(DMD):
@@ -154,9 +171,13 @@ class DHMD(DMD):
             fine = fine_distillation(acts, edges, unit.prior, cfg.dict_distance)
             usage = torch.stack([usage_deficit(a) for a in acts.values()]).mean()
             terms = {f"fine_{space}": (cfg.weight_fine, fine), f"usage_{space}": (cfg.dict_usage_weight, usage)}
-            if space in output.commitment:  # training mode only
-                d = torch.stack(list(output.commitment[space].values())).mean(dim=(0, 1))  # (2,)
+            aux = output.dictionary_aux.get(space)
+            if aux:  # training mode only
+                d = torch.stack(list(aux["commit"].values())).mean(dim=(0, 1))  # (2,)
                 terms[f"commit_{space}"] = (cfg.dict_commit_weight, COMMITMENT_BETA * d[0] + d[1])
+                if space == "homo":
+                    terms["contrast_homo"] = (cfg.dict_contrast_weight,
+                                              cross_modal_contrast(aux["scores"], cfg.dict_contrast_temperature))
             for name, (weight, value) in terms.items():
                 if weight and name not in cfg.disabled_losses:
                     loss = loss + weight * value

@@ -123,20 +123,20 @@ class DictionarySpace(nn.Module):
 
     def forward(
         self, tokens: dict[str, Tensor]
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
-        """Dictionary features, activations and commitment distances.
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, dict[str, Tensor]]]:
+        """Dictionary features, activations and (training mode) what the anti-collapse terms need.
 
         Args:
             tokens: per modality ``(B, T_m, width)``.
 
         Returns:
-            ``(features, activations, commitment)``: per modality ``(B, width)``, ``(B, K)`` (rows sum
-            to 1) and ``(B, 2)``: the cosine distance between the clip's winning query step and its top
-            atom, once with the atom detached (the commitment side) and once with the query detached
-            (the codebook side); see :func:`commitment_distances`.
+            ``(features, activations, aux)``: per modality ``(B, width)`` and ``(B, K)`` (rows sum to 1);
+            ``aux`` is ``{}`` in eval mode, else ``{"commit": {m: (B, 2)}, "scores": {m: (B, K)}}``: the
+            cosine distances between the clip's winning query step and its top atom
+            (:func:`commitment_distances`) and the time-pooled scores (:func:`cross_modal_contrast`).
         """
         atoms = F.normalize(self.atoms, dim=-1)  # (K, width)
-        feats, acts, commit = {}, {}, {}
+        feats, acts, commit, pooled_scores = {}, {}, {}, {}
         for m, x in tokens.items():
             q = F.normalize(self.query[m](x), dim=-1)  # (B, T, width)
             scores = torch.matmul(q, atoms.t()) / self.temperature  # (B, T, K)
@@ -144,9 +144,42 @@ class DictionarySpace(nn.Module):
             a = sparse_activation(pooled, self.activation, self.top_k)
             acts[m] = a
             feats[m] = a @ self.atoms  # (B, width): the un-normalised atoms carry the learnt scale
-            if self.training:  # a training-only term: inference never pays for it
+            if self.training:  # training-only terms: inference never pays for them
                 commit[m] = commitment_distances(q, scores, a, atoms)
-        return feats, acts, commit
+                pooled_scores[m] = pooled
+        aux = {"commit": commit, "scores": pooled_scores} if self.training else {}
+        return feats, acts, aux
+
+
+def cross_modal_contrast(scores: dict[str, Tensor], temperature: float) -> Tensor:
+    """Symmetric InfoNCE between every pair of modalities' atom-score profiles (CLIP, Radford et al. 2021;
+    FDT aligns its dictionary features the same way).
+
+    Clip ``i``'s profile in modality ``m`` (its time-pooled scores over the ``K`` atoms) must be closer,
+    by cosine, to clip ``i``'s profile in modality ``n`` than to any other clip's in the batch. What the
+    modalities of one clip share is what they say in common, so matching it needs atoms that stand for
+    shared content; spreading clips apart also works against collapse.
+
+    Args:
+        scores: per modality ``(B, K)``.
+        temperature: divides the cosine similarities.
+
+    Returns:
+        The mean over ordered modality pairs of the cross-entropy of the ``(B, B)`` similarity rows
+        against the diagonal; ``0`` for a batch of one clip.
+    """
+    z = {m: F.normalize(s, dim=-1) for m, s in scores.items()}  # (B, K) unit rows
+    mods = list(z)
+    bsz = z[mods[0]].shape[0]
+    if bsz < 2:
+        return z[mods[0]].new_zeros(())
+    target = torch.arange(bsz, device=z[mods[0]].device)
+    terms = []
+    for i, m in enumerate(mods):
+        for n in mods[i + 1 :]:
+            logits = z[m] @ z[n].t() / temperature  # (B, B): row = clip in m, column = clip in n
+            terms += [F.cross_entropy(logits, target), F.cross_entropy(logits.t(), target)]
+    return torch.stack(terms).mean()
 
 
 def commitment_distances(queries: Tensor, scores: Tensor, acts: Tensor, atoms: Tensor) -> Tensor:

@@ -84,8 +84,9 @@ class DMDOutput(ModelOutput):
     """``(B, 6)`` HeteroGD edges, same order."""
     activations: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     """DHMD only: ``{space: {m: (B, K)}}`` dictionary activations; empty for DMD."""
-    commitment: dict[str, dict[str, Tensor]] = field(default_factory=dict)
-    """DHMD in training mode only: ``{space: {m: (B, 2)}}`` commitment/codebook distances."""
+    dictionary_aux: dict[str, dict[str, dict[str, Tensor]]] = field(default_factory=dict)
+    """DHMD in training mode only: ``{space: {"commit": {m: (B, 2)}, "scores": {m: (B, K)}}}``, what the
+    dictionaries' anti-collapse terms read."""
 
 
 def _mdict(make) -> nn.ModuleDict:
@@ -227,8 +228,8 @@ class DMD(FoldedInferenceCache, MERModel):
             tokens: per modality, the space's token sequence ``(B, T'_m, width)``.
 
         Returns:
-            None, or ``(features, activations, commitment)``: per modality ``(B, width)``, ``(B, K)``
-            and, in training mode, ``(B, 2)`` (else ``{}``).
+            None, or ``(features, activations, aux)``: per modality ``(B, width)``, ``(B, K)``, and the
+            training-mode extras of :meth:`~emodistill.models.dmd.dictionary.DictionarySpace.forward`.
         """
         return None
 
@@ -300,7 +301,7 @@ class DMD(FoldedInferenceCache, MERModel):
             activations={
                 space: d[1] for space, d in (("homo", dict_homo), ("hetero", dict_het)) if d is not None
             },
-            commitment={
+            dictionary_aux={
                 space: d[2] for space, d in (("homo", dict_homo), ("hetero", dict_het)) if d is not None and d[2]
             },
         )
