@@ -144,6 +144,36 @@ def test_predict_matches_training_features_and_cli(trained, extracted, media_dir
     assert printed["score"] == pytest.approx(out["score"], abs=1e-6)
 
 
+def test_export_then_predict_with_onnx_runtime(trained, media_dir, tmp_path, capsys):
+    """The exported file predicts the same video as the checkpoint within 1e-5 (score, heads, edges), alone:
+    its metadata carries the extraction record."""
+    pytest.importorskip("onnxscript")
+    video = media_dir / "videos" / "clip6.mp4"
+    onnx_file = tmp_path / "model.onnx"
+    assert main(["export", str(trained), "-o", str(onnx_file)]) == 0
+    capsys.readouterr()
+    with Predictor.from_checkpoint(trained, backend="torch") as predictor:
+        ref = predictor.predict_video(video, SENTENCES[6][0])
+    assert main(["predict", str(video), "--checkpoint", str(onnx_file), "--transcript", SENTENCES[6][0]]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (ref["backend"], got["backend"]) == ("torch", "onnx")
+    assert got["score"] == pytest.approx(ref["score"], abs=1e-5)
+    for space in ("homo", "hetero"):
+        for key in ("branches", "edges"):
+            for name, value in ref[key][space].items():
+                assert got[key][space][name] == pytest.approx(value, abs=1e-5), (key, space, name)
+    assert got["label_7"] == ref["label_7"] and got["transcript"] == ref["transcript"]
+    # --backend onnx on the checkpoint itself: exported once into the cache, then reused
+    with Predictor.from_checkpoint(trained, backend="onnx") as predictor:
+        assert predictor.predict_video(video, SENTENCES[6][0])["score"] == pytest.approx(ref["score"], abs=1e-5)
+        cached = predictor.model.path
+    assert cached.parent.name == "onnx" and cached.is_file()
+    # an exported file cannot run on PyTorch: one line
+    assert main(["predict", str(video), "--checkpoint", str(onnx_file), "--backend", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert "runs on ONNX Runtime only" in err and err.count("\n") == 1
+
+
 def test_predict_folder_gives_csv_with_error_rows(trained, media_dir, tmp_path, capsys):
     folder = tmp_path / "new"
     folder.mkdir()

@@ -34,6 +34,7 @@ from emodistill.cli import (
     compare,
     data,
     evaluate,
+    export,
     extract,
     import_official,
     models,
@@ -61,6 +62,7 @@ emodistill: multimodal emotion recognition with decoupled multimodal distillatio
   emodistill import-official dmd.pth --dataset mosi --setting aligned -o model.ckpt
   emodistill extract videos/ --labels labels.csv -o mydata.pkl   raw videos -> MMSA pickle (needs [video])
   emodistill predict clip.mp4 --checkpoint runs/X/best.ckpt      sentiment of a new video, as JSON
+  emodistill export runs/X/best.ckpt -o model.onnx     ONNX graph for ONNX Runtime (needs [onnx])
 """
 
 VERBS = {
@@ -75,6 +77,7 @@ VERBS = {
     "report": (report, "write an HTML interpretability report of a run directory"),
     "extract": (extract, "extract features from raw videos into an MMSA pickle"),
     "predict": (predict, "predict the sentiment of new videos from one checkpoint"),
+    "export": (export, "export a checkpoint to ONNX (verified against PyTorch; metadata inside)"),
     "import-official": (import_official, "convert an official DMD state_dict into an emodistill checkpoint"),
 }
 """Verb -> (module with ``add_arguments`` and ``run``, one-line help)."""

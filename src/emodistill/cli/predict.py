@@ -12,8 +12,8 @@ from emodistill.cli import common
 
 DESCRIPTION = """\
 Predict the sentiment of a video (or of every video in a folder) with a checkpoint trained on a data set
-made by `emodistill extract`; the checkpoint's extraction settings are reused, so no other flag is
-needed. Prints JSON for one video; a folder gives CSV (one row per video; a failed video gets an error
+made by `emodistill extract` (or its `emodistill export` ONNX file); the checkpoint's extraction settings
+are reused, so no other flag is needed. Prints JSON for one video; a folder gives CSV (one row per video; a failed video gets an error
 column and the command exits 1).
 """
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -22,7 +22,12 @@ PARENTS = [common.device_option("cpu", devices="cpu, cuda, cuda:N"), common.verb
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", help="a video file, or a folder of videos")
-    p.add_argument("--checkpoint", required=True, help="best.ckpt of a run trained on an extracted data set")
+    p.add_argument("--checkpoint", required=True,
+                   help="best.ckpt of a run trained on an extracted data set, or its `emodistill export` .onnx file")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="PyTorch or ONNX Runtime (needs the onnx extra); auto (default): ONNX Runtime for a .onnx "
+                        "file, PyTorch for a checkpoint; onnx with a checkpoint exports it once into the cache")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: one per core)")
     p.add_argument("--transcript", help="what is said: text, a .txt file, or an .srt/.json word-timing file "
                    "(default: a sidecar VIDEO.json/.srt/.txt, else speech recognition if the checkpoint's "
                    "extraction used it)")
@@ -38,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     configure_third_party_logs(args.verbose)  # before anything imports mediapipe
 
     target = Path(args.video)
-    with Predictor.from_checkpoint(args.checkpoint, device=args.device) as predictor:
+    with Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
+                                   threads=args.threads) as predictor:
         if target.is_dir():
             rows = predictor.predict_folder(target)
             if not rows:

@@ -8,7 +8,7 @@ COVAREP/FACET/OpenFace selections, docs/mmsa.md §6) is refused with an error, n
 
 Output of :meth:`Predictor.predict_video` (JSON-ready)::
 
-    {"video", "transcript", "timing", "score",
+    {"video", "transcript", "timing", "backend": "torch" | "onnx", "score",
      "label_7": -3..3 (round of the clipped score; MOSI/MOSEI convention), "label_7_name",
      "label_2": "positive" | "negative" (Has0 convention: score >= 0 is positive),
      "branches": {"homo": {"text", "audio", "vision"}, "hetero": {...}}   # per-modality heads (DMD/DHMD)
@@ -60,17 +60,22 @@ class CheckpointNotPredictable(ValueError):
     """The checkpoint's training features cannot be re-extracted from a video."""
 
 
+BACKENDS = ("auto", "torch", "onnx")
+"""Prediction backends: PyTorch eager, or ONNX Runtime on an exported graph; ``auto`` is ONNX Runtime for an
+``.onnx`` file and PyTorch for a checkpoint (README, "Fast inference", has the measured speeds)."""
+
+
 class Predictor:
     """A trained model plus the extraction that made its training data.
 
     Args:
-        model: the model in eval mode.
-        checkpoint: its checkpoint dict (needs ``extract_config``).
+        model: the model in eval mode, or an :class:`~emodistill.inference.onnx_runtime.OnnxModel`.
+        checkpoint: its checkpoint dict, or an exported file's metadata (needs ``extract_config``).
         device: where the model runs.
         source: the checkpoint path (for messages).
     """
 
-    def __init__(self, model: torch.nn.Module, checkpoint: dict[str, Any], device: torch.device, source: str) -> None:
+    def __init__(self, model: Any, checkpoint: dict[str, Any], device: torch.device, source: str) -> None:
         record = checkpoint.get("extract_config")
         if not record:
             data = checkpoint.get("data") or {}
@@ -81,6 +86,7 @@ class Predictor:
                 "on a new video would be wrong. Train on a data set made by `emodistill extract` instead."
             )
         self.model, self.checkpoint, self.device, self.source = model, checkpoint, device, source
+        self.backend = "torch" if isinstance(model, torch.nn.Module) else "onnx"
         self._folds: dict = {}  # kept across clips by model.inference_cache (DMD/MulT: the folded weights)
         self.record = record
         self.cfg = ExtractConfig.from_dict(record["extract"], origin=f"{source}: extract_config")
@@ -88,8 +94,30 @@ class Predictor:
         self.extractor = ClipExtractor(self.cfg, no_transcript=NO_TRANSCRIPT)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """Load ``path`` (a ``best.ckpt``) for prediction."""
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", backend: str = "auto", threads: int | None = None
+    ) -> Predictor:
+        """Load ``path`` for prediction: a checkpoint (``best.ckpt``) or a file of ``emodistill export``.
+
+        Args:
+            backend: one of :data:`BACKENDS`. ``onnx`` with a checkpoint exports it once into the cache
+                (``$EMODISTILL_CACHE/onnx/<checkpoint SHA-256>.onnx``) and runs that.
+            threads: ONNX Runtime intra-op threads (default: one per core).
+        """
+        from emodistill.inference.onnx_runtime import OnnxModel
+
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend: expected one of {list(BACKENDS)}, found {backend!r}")
+        is_onnx = Path(path).suffix.lower() == ".onnx"
+        if backend == "torch" and is_onnx:
+            raise ValueError(f"{path}: an exported .onnx file runs on ONNX Runtime only (--backend onnx or auto); "
+                             "give the checkpoint for --backend torch")
+        if backend == "onnx" or is_onnx:
+            if torch.device(device).type != "cpu":
+                raise ValueError(f"--backend onnx runs on the CPU (CPUExecutionProvider); found --device {device}")
+            onnx_path = Path(path) if is_onnx else cached_export(path)
+            model = OnnxModel(onnx_path, threads=threads)
+            return cls(model, model.meta, torch.device("cpu"), str(path))
         device = torch.device(device)
         model, ckpt = load_checkpoint(path, device=device)
         return cls(model, ckpt, device, str(path))
@@ -131,11 +159,10 @@ class Predictor:
                 raise ValueError(f"{self.source}: the clip's {m} features differ from the training features")
         batch, frames = self._batch(clip)
         t0 = time.perf_counter()
-        with torch.no_grad(), self.model.inference_cache(self._folds):
-            output = self.model(batch)
+        output = self.run(batch)
         seconds = {**clip.seconds, "model": time.perf_counter() - t0}
-        score = float(output.prediction.view(-1)[0])
-        result: dict[str, Any] = {"transcript": clip.transcript, "timing": clip.timing}
+        score = float(output["prediction"].view(-1)[0])
+        result: dict[str, Any] = {"transcript": clip.transcript, "timing": clip.timing, "backend": self.backend}
         result.update(self._labels(score))
         branches = _branches(output)
         if branches:
@@ -146,6 +173,13 @@ class Predictor:
         result["frames"] = frames
         result["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
         return result
+
+    def run(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The backend's :meth:`~emodistill.models.base.MERModel.inference_outputs` of one batch."""
+        if self.backend == "onnx":
+            return self.model.inference_outputs(batch)
+        with torch.no_grad(), self.model.inference_cache(self._folds):
+            return self.model.inference_outputs(batch)
 
     def _labels(self, score: float) -> dict[str, Any]:
         if self.spec.is_binary:
@@ -240,19 +274,33 @@ def _transcript_arg(transcript: str | Path | None) -> tuple[str | None, Path | N
     return str(transcript), None
 
 
-def _branches(output) -> dict[str, dict[str, float]]:
+def _branches(output: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     out = {}
     for space in ("homo", "hetero"):
-        logits = getattr(output, f"logits_{space}", None)  # (3, B, 1), order l, v, a
-        if logits is not None:
-            out[space] = {m: float(logits[i].view(-1)[0]) for i, m in enumerate(_BRANCH_MODALITIES)}
+        heads = output.get(f"heads/{space}")  # (B, 3), order l, v, a
+        if heads is not None:
+            out[space] = {m: float(heads[0, i]) for i, m in enumerate(_BRANCH_MODALITIES)}
     return out
 
 
-def _edges(output) -> dict[str, dict[str, float]]:
+def _edges(output: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     out = {}
     for space in ("homo", "hetero"):
-        edges = getattr(output, f"edges_{space}", None)  # (B, 6)
+        edges = output.get(f"edges/{space}")  # (B, 6)
         if edges is not None:
             out[space] = {name: float(edges[0, j]) for j, name in enumerate(EDGE_NAMES)}
     return out
+
+
+def cached_export(checkpoint: str | Path) -> Path:
+    """The ONNX export of ``checkpoint`` in the cache (``<cache>/onnx/<SHA-256 of the file>.onnx``), made once."""
+    import hashlib
+
+    from emodistill.data.synth import default_cache_dir
+    from emodistill.inference.export import export_onnx
+
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    path = default_cache_dir() / "onnx" / f"{digest}.onnx"
+    if not path.is_file():
+        export_onnx(checkpoint, path)
+    return path

@@ -105,6 +105,23 @@ class MERModel(nn.Module):
         """Eval-mode scores ``(B,)`` for a batch (the caller sets ``eval()``)."""
         return self(batch).prediction.view(-1)
 
+    def length_bound(self, heads: bool = True) -> bool:
+        """True when :meth:`inference_outputs` (with ``heads``) only accepts the trained sequence lengths;
+        an exported graph then has fixed sequence axes."""
+        return self.fixed_seq_lens
+
+    @torch.no_grad()
+    def inference_outputs(self, batch: dict[str, Tensor], heads: bool = True) -> dict[str, Tensor]:
+        """What a prediction reports, from one eval-mode pass (the caller sets ``eval()``); the exported
+        ONNX graph computes exactly these outputs.
+
+        Keys: ``"prediction"`` ``(B,)`` (the scores of :meth:`predict`) and, for models that have them and
+        when ``heads`` is true, ``"heads/<space>"`` ``(B, 3)`` per-modality head outputs (order ``l``, ``v``,
+        ``a``) and ``"edges/<space>"`` ``(B, 6)`` GD-Unit edge weights (DMD, DHMD). This default has the
+        prediction only.
+        """
+        return {"prediction": self.predict(batch)}
+
     @torch.no_grad()
     def interpret(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Named per-sample quantities for reports (the caller sets ``eval()``); empty by default.

@@ -99,6 +99,11 @@ class DMD(FoldedInferenceCache, MERModel):
     fixed_seq_lens = True
     """The HomoGD heads flatten ``T' x d``: data must have the sequence lengths the model was built for."""
 
+    def length_bound(self, heads: bool = True) -> bool:
+        """Only the HomoGD heads (and the edges they feed) are bound to the trained lengths; the prediction
+        reads none of them."""
+        return heads
+
     name = "dmd"
 
     def __init__(self, spec: DatasetSpec, config: DMDConfig) -> None:
@@ -157,7 +162,7 @@ class DMD(FoldedInferenceCache, MERModel):
         self.gd_hetero = GDUnit(2 * d, cfg.gd_size_hetero, cfg.prior_hetero, cfg.gd_alpha)
 
     # ------------------------------------------------------------------ forward
-    def _check_inputs(self, batch: dict[str, Tensor]) -> None:
+    def _check_inputs(self, batch: dict[str, Tensor], lengths: bool = True) -> None:
         keys = {m: "text_bert" if m == "l" and self.text_model is not None else LONG_NAMES[m] for m in MODS}
         for m in MODS:
             key = keys[m]
@@ -168,16 +173,19 @@ class DMD(FoldedInferenceCache, MERModel):
                 want = (3, self.seq_lens[m])
             else:
                 want = (self.seq_lens[m], self.in_dims[m])
+            if not lengths:  # the prediction path reads any length; only the feature width must match
+                want = (3, x.shape[2]) if key == "text_bert" else (x.shape[1], self.in_dims[m])
             if x.dim() != 3 or tuple(x.shape[1:]) != want:
                 raise ValueError(
                     f"DMD batch[{key!r}]: expected shape (B, {want[0]}, {want[1]}), found {tuple(x.shape)}"
                 )
 
     def _features(
-        self, batch: dict[str, Tensor]
+        self, batch: dict[str, Tensor], check_lengths: bool = True
     ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
         """Temporal projections, private and shared features, each ``(B, d, T'_m)`` per modality."""
-        self._check_inputs(batch)
+        if not torch.compiler.is_exporting():  # an exported graph has symbolic shapes; ONNX checks its inputs
+            self._check_inputs(batch, check_lengths)
         text = self.text_model(batch["text_bert"]) if self.text_model is not None else batch["text"]
         x = {
             "l": fast_dropout(text.transpose(1, 2), self.config.text_dropout, self.training),  # (B, D_l, T_l)
@@ -244,6 +252,52 @@ class DMD(FoldedInferenceCache, MERModel):
         z_proj = self.fusion_proj2(fast_dropout(torch.relu(self.fusion_proj1(z)), p, self.training)) + z
         return self.fusion_out(z_proj)
 
+    def _homo_heads(self, c: dict[str, Tensor], dict_homo: tuple | None) -> tuple[Tensor, Tensor]:
+        """HomoGD heads on the time-major flattened shared features: logits ``(3, B, 1)`` and post-ReLU
+        representations ``(3, B, d)`` (plus the homo dictionary features, DHMD)."""
+        p, tr = self.config.output_dropout, self.training
+        logits, reprs = [], []
+        for m in MODS:
+            hs = c[m].transpose(1, 2).flatten(1)  # (B, T'*d), index t*d + k
+            rep = torch.relu(self.homo_proj1[m](hs))  # (B, d); official returns it post-ReLU (in-place)
+            if dict_homo is not None:  # DHMD: the dictionary feature joins the head's representation
+                rep = rep + dict_homo[0][m]
+            hs_proj = self.homo_proj2[m](fast_dropout(rep, p, tr)) + hs
+            logits.append(self.homo_out[m](hs_proj))
+            reprs.append(rep)
+        return torch.stack(logits), torch.stack(reprs)
+
+    def _hetero_heads(self, last_h: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """HeteroGD heads: logits ``(3, B, 1)`` and the residual representations ``(3, B, 2d)``."""
+        p, tr = self.config.output_dropout, self.training
+        logits, reprs = [], []
+        for m in MODS:
+            rep = (
+                self.hetero_proj2[m](fast_dropout(torch.relu(self.hetero_proj1[m](last_h[m])), p, tr))
+                + last_h[m]
+            )
+            logits.append(self.hetero_out[m](rep))
+            reprs.append(rep)
+        return torch.stack(logits), torch.stack(reprs)
+
+    @torch.no_grad()
+    def inference_outputs(self, batch: dict[str, Tensor], heads: bool = True) -> dict[str, Tensor]:
+        """What ``predict`` reports, computing nothing else (no decoder, no ``logits_c``, no margin
+        embeddings); see :meth:`MERModel.inference_outputs`. Equal to the matching fields of ``forward`` in
+        eval mode. ``heads=False`` gives the prediction alone, which reads no length-bound layer."""
+        _, s, c = self._features(batch, check_lengths=heads)
+        dict_homo = self._dictionary("homo", {m: c[m].transpose(1, 2) for m in MODS})
+        last_h, _ = self._hetero_branch(s)
+        out = {"prediction": self._fuse(last_h, self._c_fusion(c, dict_homo)).view(-1)}
+        if heads:
+            logits_homo, reprs_homo = self._homo_heads(c, dict_homo)
+            logits_het, reprs_het = self._hetero_heads(last_h)
+            out["heads/homo"] = logits_homo.squeeze(-1).t()  # (3, B, 1) -> (B, 3), order l, v, a
+            out["heads/hetero"] = logits_het.squeeze(-1).t()
+            out["edges/homo"] = self.gd_homo(logits_homo, reprs_homo)  # (B, 6)
+            out["edges/hetero"] = self.gd_hetero(logits_het, reprs_het)
+        return out
+
     def forward(self, batch: dict[str, Tensor]) -> DMDOutput:
         """Run DMD on a batch (``text`` or ``text_bert``, ``audio``, ``vision``); see :class:`DMDOutput`."""
         p, tr = self.config.output_dropout, self.training
@@ -254,34 +308,15 @@ class DMD(FoldedInferenceCache, MERModel):
         recon = {m: self.decoder[m](torch.cat([s[m], c[m]], dim=1)) for m in MODS}  # (B, d, T'_m)
         s_r = {m: self.encoder_s[m](recon[m]) for m in MODS}
 
-        # HomoGD heads on the time-major flattened shared features
-        logits_homo, reprs_homo = [], []
-        for m in MODS:
-            hs = c[m].transpose(1, 2).reshape(bsz, -1)  # (B, T'*d), index t*d + k
-            rep = torch.relu(self.homo_proj1[m](hs))  # (B, d); official returns it post-ReLU (in-place)
-            if dict_homo is not None:  # DHMD: the dictionary feature joins the head's representation
-                rep = rep + dict_homo[0][m]
-            hs_proj = self.homo_proj2[m](fast_dropout(rep, p, tr)) + hs
-            logits_homo.append(self.homo_out[m](hs_proj))
-            reprs_homo.append(rep)
+        logits_homo_t, reprs_homo_t = self._homo_heads(c, dict_homo)
 
         c_fusion = self._c_fusion(c, dict_homo)  # (B, 3d)
         c_proj = self.c_proj2(fast_dropout(torch.relu(self.c_proj1(c_fusion)), p, tr)) + c_fusion
         logits_c = self.c_out(c_proj)
 
         last_h, dict_het = self._hetero_branch(s)
-        logits_het, reprs_het = [], []
-        for m in MODS:  # HeteroGD heads; the representation is the residual output
-            rep = (
-                self.hetero_proj2[m](fast_dropout(torch.relu(self.hetero_proj1[m](last_h[m])), p, tr))
-                + last_h[m]
-            )
-            logits_het.append(self.hetero_out[m](rep))
-            reprs_het.append(rep)
+        logits_het_t, reprs_het_t = self._hetero_heads(last_h)
         prediction = self._fuse(last_h, c_fusion)  # (B, 1)
-
-        logits_homo_t, reprs_homo_t = torch.stack(logits_homo), torch.stack(reprs_homo)
-        logits_het_t, reprs_het_t = torch.stack(logits_het), torch.stack(reprs_het)
         return DMDOutput(
             prediction=prediction,
             logits_homo=logits_homo_t,

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emodistill.models.layers.attention_kernels import fast_dropout, future_mask, member_masks, multihead_attention
+from emodistill.models.layers.plain_encoder import plain_forward
 
 __all__ = [
     "DROPOUT_FIELDS",
@@ -226,6 +227,7 @@ class GroupedMulTEncoder(nn.Module):
         self.attn_dropouts = tuple(float(p) for p in attn_dropouts)
         self.relu_dropout, self.res_dropout, self.embed_dropout = relu_dropout, res_dropout, embed_dropout
         self.attn_mask = attn_mask
+        self.plain = False  # True: the exportable eval path (plain_encoder.plain_encoders switches it)
         for name, units in _PARAM_SHAPES.items():
             shape = (num_layers, members, *(u * embed_dim for u in units))
             self.register_parameter(name, nn.Parameter(torch.empty(shape)))
@@ -275,6 +277,8 @@ class GroupedMulTEncoder(nn.Module):
         """
         if last_only and kv_in is not None:
             raise ValueError("last_only is only supported for self-attention encoders")
+        if self.plain:
+            return plain_forward(self, x_in, kv_in, last_only)
         if isinstance(x_in, Tensor):
             return self._run(slice(None), x_in, kv_in, last_only, self.attn_dropouts)
         if len(x_in) != self.members or (kv_in is not None and len(kv_in) != self.members):
