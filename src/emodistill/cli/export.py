@@ -1,4 +1,5 @@
-"""``emodistill export``: a checkpoint as a verified, self-describing ONNX graph (:mod:`emodistill.inference.export`)."""
+"""``emodistill export``: a checkpoint as a verified, self-describing ONNX graph
+(:mod:`emodistill.inference.export`)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from emodistill.cli import common
 DESCRIPTION = """\
 Predict the sentiment of a video (or of every video in a folder) with a checkpoint trained on a data set
 made by `emodistill extract` (or its `emodistill export` ONNX file); the checkpoint's extraction settings
-are reused, so no other flag is needed. Prints JSON for one video; a folder gives CSV (one row per video; a failed video gets an error
-column and the command exits 1).
+are reused, so no other flag is needed. Prints JSON for one video; a folder gives CSV (one row per video;
+a failed video gets an error column and the command exits 1).
 """
 FORMATTER = argparse.RawDescriptionHelpFormatter
 PARENTS = [common.device_option("cpu", devices="cpu, cuda, cuda:N"), common.verbose_option(common.VIDEO_VERBOSE_HELP)]

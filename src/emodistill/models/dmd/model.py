@@ -272,10 +272,8 @@ class DMD(FoldedInferenceCache, MERModel):
         p, tr = self.config.output_dropout, self.training
         logits, reprs = [], []
         for m in MODS:
-            rep = (
-                self.hetero_proj2[m](fast_dropout(torch.relu(self.hetero_proj1[m](last_h[m])), p, tr))
-                + last_h[m]
-            )
+            hidden = fast_dropout(torch.relu(self.hetero_proj1[m](last_h[m])), p, tr)
+            rep = self.hetero_proj2[m](hidden) + last_h[m]
             logits.append(self.hetero_out[m](rep))
             reprs.append(rep)
         return torch.stack(logits), torch.stack(reprs)
@@ -347,10 +345,7 @@ class DMD(FoldedInferenceCache, MERModel):
 
         Equal to ``forward(batch).prediction`` in eval mode (the caller sets ``eval()``).
         """
-        _, s, c = self._features(batch)
-        last_h, _ = self._hetero_branch(s)
-        dict_homo = self._dictionary("homo", {m: c[m].transpose(1, 2) for m in MODS})
-        return self._fuse(last_h, self._c_fusion(c, dict_homo)).view(-1)
+        return self.inference_outputs(batch, heads=False)["prediction"]
 
     @torch.no_grad()
     def interpret(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
