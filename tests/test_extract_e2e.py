@@ -174,6 +174,25 @@ def test_export_then_predict_with_onnx_runtime(trained, media_dir, tmp_path, cap
     assert "runs on ONNX Runtime only" in err and err.count("\n") == 1
 
 
+def test_pipelined_videos_equal_one_by_one_in_input_order(trained, media_dir):
+    """predict_videos overlaps decoding/audio/text of the next clips with the face model: same results as
+    predict_video one by one, in input order, failures in their own rows."""
+    vids, bad = media_dir / "videos", media_dir / "bad"
+    videos = [vids / "clip0.mp4", bad / "noface.mp4", vids / "clip1.mp4", bad / "missing.mp4", vids / "clip2.mp4"]
+    texts = [SENTENCES[0][0], "Nobody is here.", SENTENCES[1][0], "gone", SENTENCES[2][0]]
+    with Predictor.from_checkpoint(trained) as predictor:
+        one_by_one = []
+        for video, text in zip(videos, texts, strict=True):
+            try:
+                one_by_one.append(predictor.predict_video(video, text)["score"])
+            except Exception as e:
+                one_by_one.append(type(e).__name__)
+        rows = predictor.predict_videos(videos, texts, ahead=2)
+    assert [r["video"] for r in rows] == [str(v) for v in videos]
+    assert [r.get("score", r.get("error", "").split(":")[0]) for r in rows] == one_by_one
+    assert "no face detected" in rows[1]["error"] and "file not found" in rows[3]["error"]
+
+
 def test_predict_folder_gives_csv_with_error_rows(trained, media_dir, tmp_path, capsys):
     folder = tmp_path / "new"
     folder.mkdir()

@@ -31,7 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transcript", help="what is said: text, a .txt file, or an .srt/.json word-timing file "
                    "(default: a sidecar VIDEO.json/.srt/.txt, else speech recognition if the checkpoint's "
                    "extraction used it)")
-    p.add_argument("-o", "--output", help="also write the JSON (one video) or CSV (folder) to this file")
+    p.add_argument("-o", "--output", help="also write the JSON (one video) or CSV (folder) to this file; with "
+                   "--segments, JSON or CSV by the file's extension")
+    p.add_argument("--segments", metavar="auto|SECONDS",
+                   help="a long video as a timeline: 'auto' splits it into utterances (sentence ends and pauses "
+                        "in the words of the timing file, the speech recogniser, or the transcript), a number "
+                        "into fixed windows of that many seconds; each segment is predicted, segments without "
+                        "speech or face are marked, not scored")
+    p.add_argument("--plot", help="with --segments: PNG of the score over time (default: next to -o, same stem)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
     configure_third_party_logs(args.verbose)  # before anything imports mediapipe
 
     target = Path(args.video)
+    segments = _segments(args.segments)
+    if args.plot and segments is None:
+        raise ValueError("--plot: draws a timeline; give --segments auto|SECONDS too")
+    if segments is not None and target.is_dir():
+        raise ValueError(f"--segments: expected one video file, found the folder {target}")
     with Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
                                    threads=args.threads) as predictor:
+        if segments is not None:
+            return _timeline(predictor, target, segments, args)
         if target.is_dir():
             rows = predictor.predict_folder(target)
             if not rows:
@@ -66,3 +80,39 @@ def run(args: argparse.Namespace) -> int:
         return 1
     return 0
 
+
+
+def _segments(value: str | None) -> str | float | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"--segments: expected 'auto' or a number of seconds, found {value!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"--segments: expected a window length > 0 seconds, found {value!r}")
+    return seconds
+
+
+def _timeline(predictor, video: Path, segments: str | float, args: argparse.Namespace) -> int:
+    from emodistill.extract.errors import ExtractError
+    from emodistill.inference.timeline import plot_timeline, timeline_csv
+    from emodistill.io import atomic_write
+
+    try:
+        timeline = predictor.predict_timeline(video, segments, args.transcript)
+    except ExtractError as e:
+        raise ExtractError(f"{video}: {e}") from e
+    text = json.dumps(timeline, indent=2) + "\n"
+    print(text, end="")
+    out = Path(args.output) if args.output else None
+    if out is not None:
+        body = timeline_csv(timeline) if out.suffix.lower() == ".csv" else text
+        atomic_write(out, lambda tmp: tmp.write_text(body))
+    plot = Path(args.plot) if args.plot else (out.with_suffix(".png") if out is not None else None)
+    if plot is not None:
+        plot_timeline(timeline, plot)
+    done = sum(r["status"] == "ok" for r in timeline["segments"])
+    print(f"timeline: {len(timeline['segments'])} segments, {done} scored" + (f"; plot {plot}" if plot else ""),
+          file=sys.stderr)
+    return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from emodistill.extract.asr import Word
 from emodistill.extract.config import BUNDLED_WHISPER, ExtractConfig
-from emodistill.extract.decode import decode
+from emodistill.extract.decode import Media, decode
 from emodistill.extract.errors import ExtractError
 from emodistill.extract.transcript import read_timing_file, split_words, spread_words, voiced_span
 from emodistill.io import atomic_write
@@ -89,6 +90,24 @@ class ClipFeatures:
         return cls(**arrays, words=words, **meta)
 
 
+@dataclass
+class PreparedClip:
+    """A clip after :meth:`ClipExtractor.prepare`: decoded media, audio and text features, timed words."""
+
+    media: Media
+    audio: np.ndarray
+    audio_times: np.ndarray
+    words: list[Word]
+    timing: str
+    transcript: str
+    text_feats: np.ndarray
+    text_bert: np.ndarray
+    word_index: np.ndarray
+    seconds: dict[str, float]
+
+
+_DONE = object()
+
 NO_TRANSCRIPT = ("no transcript: the labels file gives no text and no speech recognition model is set "
                  "(asr.model in the extract config, e.g. bundled:whisper-base)")
 """The error for a clip with no transcript, in ``emodistill extract``'s terms (the default)."""
@@ -160,7 +179,7 @@ class ClipExtractor:
     def __call__(
         self, video: str | Path, *, transcript: str | None = None, timing_file: str | Path | None = None
     ) -> ClipFeatures:
-        """Extract one clip.
+        """Extract one clip: :meth:`prepare` then :meth:`finish`.
 
         Args:
             video: the video file.
@@ -171,49 +190,118 @@ class ClipExtractor:
             ExtractError: the video cannot be decoded, has no face in any frame, or has no transcript and
                 no speech recognition configured (or recognition found no words).
         """
-        seconds: dict[str, float] = {}
-        t0 = time.perf_counter()
-        media = decode(video, fps=self.cfg.vision.fps, sample_rate=self.cfg.audio.sample_rate,
-                       max_side=self.cfg.vision.max_side)
-        seconds["decode"] = time.perf_counter() - t0
+        return self.finish(self.prepare(video, transcript=transcript, timing_file=timing_file))
 
+    def prepare(
+        self, video: str | Path, *, transcript: str | None = None, timing_file: str | Path | None = None
+    ) -> PreparedClip:
+        """Every stage before the face model: decode, audio features, words (speech recognition when
+        needed) and text features. Thread-safe against :meth:`finish` of another clip (they share no
+        model), which is what :meth:`iter_clips` overlaps."""
+        t0 = time.perf_counter()
+        media = self.decode(video)
+        seconds = {"decode": time.perf_counter() - t0}
+        t0 = time.perf_counter()
+        words, timing, text = self.timed_words(media, transcript, timing_file)
+        seconds["asr"] = time.perf_counter() - t0
+        return self.prepare_media(media, words, timing, text, seconds)
+
+    def decode(self, video: str | Path) -> Media:
+        """The video's frames and waveform at the extraction's frame and sample rates."""
+        return decode(video, fps=self.cfg.vision.fps, sample_rate=self.cfg.audio.sample_rate,
+                      max_side=self.cfg.vision.max_side)
+
+    def prepare_media(self, media: Media, words: list[Word], timing: str, transcript: str,
+                      seconds: dict[str, float] | None = None) -> PreparedClip:
+        """Audio and text features of already decoded media and its timed words (e.g. one utterance cut
+        from a long video, :mod:`emodistill.inference.timeline`)."""
+        seconds = dict(seconds or {})
         t0 = time.perf_counter()
         audio = self.audio(media.audio)  # (T_a, D_a)
         audio_times = self.audio.frame_times(len(audio))
         seconds["audio"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        vision, present = self.vision(media.frames)  # (T_v, D_v), (T_v,)
-        seconds["vision"] = time.perf_counter() - t0
-        if not present.any():
-            raise ExtractError(f"no face detected in any of {len(present)} sampled frames")
-
-        t0 = time.perf_counter()
-        words, timing, text = self._words(media, transcript, timing_file)
-        seconds["asr"] = time.perf_counter() - t0
-
         t0 = time.perf_counter()
         text_feats, text_bert, word_index = self.text([w.text for w in words])
         seconds["text"] = time.perf_counter() - t0
+        return PreparedClip(media, audio.astype(np.float32), np.asarray(audio_times, dtype=np.float64), words,
+                            timing, transcript, text_feats, text_bert, word_index, seconds)
+
+    def finish(self, clip: PreparedClip) -> ClipFeatures:
+        """The face model on the prepared clip's frames, and the clip's features."""
+        t0 = time.perf_counter()
+        vision, present = self.vision(clip.media.frames)  # (T_v, D_v), (T_v,)
+        clip.seconds["vision"] = time.perf_counter() - t0
+        if not present.any():
+            raise ExtractError(f"no face detected in any of {len(present)} sampled frames")
         return ClipFeatures(
-            audio=audio.astype(np.float32),
-            audio_times=np.asarray(audio_times, dtype=np.float64),
+            audio=clip.audio,
+            audio_times=clip.audio_times,
             vision=vision.astype(np.float32),
-            vision_times=media.frame_times,
+            vision_times=clip.media.frame_times,
             face_present=present.astype(bool),
-            text=text_feats,
-            text_bert=text_bert,
-            word_index=word_index,
-            words=words,
-            transcript=text,
-            timing=timing,
-            duration=media.duration,
+            text=clip.text_feats,
+            text_bert=clip.text_bert,
+            word_index=clip.word_index,
+            words=clip.words,
+            transcript=clip.transcript,
+            timing=clip.timing,
+            duration=clip.media.duration,
             audio_names=list(self.audio.feature_names),
             vision_names=list(self.vision.feature_names),
-            seconds=seconds,
+            seconds=clip.seconds,
         )
 
-    def _words(self, media, transcript: str | None, timing_file) -> tuple[list[Word], str, str]:
+    def iter_clips(self, items: Iterable[tuple], ahead: int = 2) -> Iterator[ClipFeatures | ExtractError]:
+        """Extract many clips as a pipeline, in input order.
+
+        A background thread runs :meth:`prepare` (decoding, audio, speech recognition, text) up to ``ahead``
+        clips in front of the face model, which runs here; decoding and the audio and text models release
+        the GIL in their native code, so on two cores the stages overlap. Each item is ``(video,
+        transcript, timing_file)``; a clip that fails yields its :class:`ExtractError` instead of
+        features, and the others go on. Results equal :meth:`__call__`'s.
+        """
+        import queue
+        import threading
+
+        todo: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        stop = threading.Event()
+
+        def producer() -> None:
+            for video, transcript, timing_file in items:
+                if stop.is_set():
+                    return
+                try:
+                    out: PreparedClip | ExtractError = self.prepare(video, transcript=transcript,
+                                                                    timing_file=timing_file)
+                except ExtractError as e:
+                    out = e
+                except Exception as e:  # handed to the consumer, which re-raises it in order
+                    out = e  # type: ignore[assignment]
+                todo.put(out)
+            todo.put(_DONE)
+
+        thread = threading.Thread(target=producer, name="emodistill-prepare", daemon=True)
+        thread.start()
+        try:
+            while (item := todo.get()) is not _DONE:
+                if isinstance(item, ExtractError):
+                    yield item
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    try:
+                        yield self.finish(item)
+                    except ExtractError as e:
+                        yield e
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    todo.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)
+
+    def timed_words(self, media: Media, transcript: str | None, timing_file) -> tuple[list[Word], str, str]:
         """(timed words, timing source, transcript) by the rules of :mod:`emodistill.extract.transcript`."""
         if timing_file is not None:
             words = [w for w in read_timing_file(timing_file) if w.text]

@@ -23,6 +23,9 @@ import numpy as np
 from emodistill.extract.asr import Word
 from emodistill.extract.errors import ExtractError
 
+SIDECAR_EXTENSIONS = (".json", ".srt", ".txt")
+"""Transcript files next to a video (``VIDEO.json`` ...), tried in this order when none is given."""
+
 _SRT_TIME = re.compile(r"(\d+):(\d+):(\d+)[,.](\d+)\s*-->\s*(\d+):(\d+):(\d+)[,.](\d+)")
 
 
@@ -109,3 +112,17 @@ def voiced_span(audio: np.ndarray, sample_rate: int, *, floor_db: float = 40.0) 
         return 0.0, len(audio) / sample_rate
     loud = np.flatnonzero(20 * np.log10(np.maximum(rms, 1e-12) / rms.max()) > -floor_db)
     return loud[0] * hop / sample_rate, (loud[-1] + 1) * hop / sample_rate
+
+
+def transcript_arg(transcript: str | Path | None) -> tuple[str | None, Path | None]:
+    """``(text, timing file)`` from the ``--transcript`` value: text, a .txt file, or a .srt/.json file."""
+    if transcript is None:
+        return None, None
+    path = Path(str(transcript))
+    if path.suffix.lower() in (".srt", ".json") and path.is_file():
+        return None, path
+    if path.suffix.lower() == ".txt" and path.is_file():
+        return path.read_text(encoding="utf-8").strip(), None
+    if isinstance(transcript, Path):
+        raise FileNotFoundError(f"transcript file not found: {transcript}")
+    return str(transcript), None

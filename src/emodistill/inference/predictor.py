@@ -32,6 +32,7 @@ from emodistill.extract.clip import ClipExtractor, ClipFeatures
 from emodistill.extract.config import ExtractConfig
 from emodistill.extract.features import normalize, pad, sequences
 from emodistill.extract.labels import VIDEO_EXTENSIONS, sidecar
+from emodistill.extract.transcript import SIDECAR_EXTENSIONS, transcript_arg
 from emodistill.metrics.stats import records_csv
 from emodistill.models.dmd.gd_unit import EDGE_NAMES
 from emodistill.models.dmd.model import MODS as DMD_MODALITIES
@@ -48,8 +49,6 @@ LABEL_7_NAMES = {
     3: "strongly positive",
 }
 _BRANCH_MODALITIES = tuple(LONG_NAMES[m] for m in DMD_MODALITIES)  # DMD's stacked head order: text, vision, audio
-SIDECAR_EXTENSIONS = (".json", ".srt", ".txt")
-"""Transcript files next to a video (``VIDEO.json`` ...), tried in this order when none is given."""
 NO_TRANSCRIPT = ("no transcript: give one with --transcript (text, or a .txt/.srt/.json file) or as a sidecar "
                  "VIDEO.txt/.srt/.json next to the video; the checkpoint's extraction has no speech recognition "
                  "model to fall back on")
@@ -146,7 +145,7 @@ class Predictor:
         """
         if transcript is None:
             transcript = sidecar(Path(video), SIDECAR_EXTENSIONS)
-        text, timing = _transcript_arg(transcript)
+        text, timing = transcript_arg(transcript)
         clip = self.extractor(video, transcript=text, timing_file=timing)
         out = self.predict_features(clip)
         return {"video": str(video), **out}
@@ -173,6 +172,13 @@ class Predictor:
         result["frames"] = frames
         result["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
         return result
+
+    def predict_timeline(self, video: str | Path, segments: str | float = "auto",
+                         transcript: str | Path | None = None) -> dict[str, Any]:
+        """A long video as a timeline of scored utterances; see :mod:`emodistill.inference.timeline`."""
+        from emodistill.inference.timeline import predict_timeline
+
+        return predict_timeline(self, video, segments, transcript)
 
     def run(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The backend's :meth:`~emodistill.models.base.MERModel.inference_outputs` of one batch."""
@@ -228,17 +234,41 @@ class Predictor:
         return batch, frames
 
     def predict_folder(self, folder: str | Path, transcripts: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        """Predict every video in ``folder`` (sorted by name). A video that fails gets an ``error`` row
-        instead of stopping the others. ``transcripts`` maps file name (or stem) to text or a file."""
-        rows = []
-        for video in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
-            t = (transcripts or {}).get(video.name, (transcripts or {}).get(video.stem))
-            if t is None:
-                t = sidecar(video, SIDECAR_EXTENSIONS)
+        """Predict every video in ``folder`` (sorted by name); see :meth:`predict_videos`. ``transcripts`` maps
+        file name (or stem) to text or a file; otherwise a sidecar file, else speech recognition."""
+        videos = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+        given = [(transcripts or {}).get(v.name, (transcripts or {}).get(v.stem)) for v in videos]
+        return self.predict_videos(videos, given)
+
+    def predict_videos(self, videos: list[str | Path], transcripts: list[str | Path | None] | None = None,
+                       ahead: int = 2) -> list[dict[str, Any]]:
+        """Predict several videos, in order, as a pipeline: the next videos are decoded and their audio and
+        text featurised while the face model and the network run on this one
+        (:meth:`~emodistill.extract.clip.ClipExtractor.iter_clips`). Results equal :meth:`predict_video`'s.
+        A video that fails gets an ``error`` row instead of stopping the others."""
+        transcripts = list(transcripts) if transcripts is not None else [None] * len(videos)
+        items, failed = [], {}
+        for i, (video, t) in enumerate(zip(videos, transcripts, strict=True)):
             try:
-                rows.append(self.predict_video(video, t))
-            except Exception as e:  # reported per row; the CLI exits non-zero if any row has an error
-                rows.append({"video": str(video), "error": f"{type(e).__name__}: {e}"})
+                text, timing = transcript_arg(t if t is not None else sidecar(Path(video), SIDECAR_EXTENSIONS))
+                items.append((video, text, timing))
+            except Exception as e:  # a transcript file that is missing: this row only
+                failed[i] = e
+        results = iter(self.extractor.iter_clips(items, ahead=ahead))
+        rows = []
+        for i, video in enumerate(videos):
+            err: BaseException | None = failed.get(i)
+            if err is None:
+                clip = next(results)
+                if isinstance(clip, BaseException):
+                    err = clip
+                else:
+                    try:
+                        rows.append({"video": str(video), **self.predict_features(clip)})
+                        continue
+                    except Exception as e:  # reported per row; the CLI exits non-zero if any row has an error
+                        err = e
+            rows.append({"video": str(video), "error": f"{type(err).__name__}: {err}"})
         return rows
 
 
@@ -258,20 +288,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def _transcript_arg(transcript: str | Path | None) -> tuple[str | None, Path | None]:
-    """``(text, timing file)`` from the ``--transcript`` value: text, a .txt file, or a .srt/.json file."""
-    if transcript is None:
-        return None, None
-    path = Path(str(transcript))
-    if path.suffix.lower() in (".srt", ".json") and path.is_file():
-        return None, path
-    if path.suffix.lower() == ".txt" and path.is_file():
-        return path.read_text(encoding="utf-8").strip(), None
-    if isinstance(transcript, Path):
-        raise FileNotFoundError(f"transcript file not found: {transcript}")
-    return str(transcript), None
 
 
 def _branches(output: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
