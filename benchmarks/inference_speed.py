@@ -62,7 +62,8 @@ def _copy_metadata(src: Path, dst: Path) -> None:
 
 def _batch(spec, bsz: int, seed: int = 1) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    batch = {k: torch.randn(bsz, spec.seq_lens[k], spec.feature_dims[k], generator=g) for k in ("text", "audio", "vision")}
+    batch = {k: torch.randn(bsz, spec.seq_lens[k], spec.feature_dims[k], generator=g)
+             for k in ("text", "audio", "vision")}
     if not spec.aligned:
         for k in ("audio", "vision"):
             batch[f"{k}_lengths"] = torch.full((bsz,), spec.seq_lens[k])
