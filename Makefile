@@ -40,6 +40,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/inference_speed.py
 	$(BIN)/python benchmarks/video_speed.py
 
 clean:

@@ -188,9 +188,14 @@ def test_pipelined_videos_equal_one_by_one_in_input_order(trained, media_dir):
             except Exception as e:
                 one_by_one.append(type(e).__name__)
         rows = predictor.predict_videos(videos, texts, ahead=2)
+        in_workers = predictor.predict_videos(videos, texts, workers=2)  # two processes, models loaded once each
     assert [r["video"] for r in rows] == [str(v) for v in videos]
     assert [r.get("score", r.get("error", "").split(":")[0]) for r in rows] == one_by_one
     assert "no face detected" in rows[1]["error"] and "file not found" in rows[3]["error"]
+    assert [r["video"] for r in in_workers] == [str(v) for v in videos]
+    for a, b in zip(rows, in_workers, strict=True):  # other thread counts: equal to float rounding
+        assert ("score" in a) == ("score" in b) and a.get("score", 0) == pytest.approx(b.get("score", 0), abs=1e-5)
+        assert a.get("error") == b.get("error")
 
 
 def test_predict_folder_gives_csv_with_error_rows(trained, media_dir, tmp_path, capsys):

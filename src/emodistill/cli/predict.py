@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="PyTorch or ONNX Runtime (needs the onnx extra); auto (default): ONNX Runtime for a .onnx "
                         "file, PyTorch for a checkpoint; onnx with a checkpoint exports it once into the cache")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: one per core)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="for a folder: processes predicting videos at once, each loading the models once (default "
+                        "1: one process, whose decoding and audio/text stages overlap the face model)")
     p.add_argument("--transcript", help="what is said: text, a .txt file, or an .srt/.json word-timing file "
                    "(default: a sidecar VIDEO.json/.srt/.txt, else speech recognition if the checkpoint's "
                    "extraction used it)")
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     target = Path(args.video)
     segments = _segments(args.segments)
+    if args.workers < 1:
+        raise ValueError(f"--workers: expected a number >= 1, found {args.workers}")
     if args.plot and segments is None:
         raise ValueError("--plot: draws a timeline; give --segments auto|SECONDS too")
     if segments is not None and target.is_dir():
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         if segments is not None:
             return _timeline(predictor, target, segments, args)
         if target.is_dir():
-            rows = predictor.predict_folder(target)
+            rows = predictor.predict_folder(target, workers=args.workers)
             if not rows:
                 raise FileNotFoundError(f"{target}: no video files")
             text = rows_to_csv(rows)

@@ -87,6 +87,7 @@ class Predictor:
         self.model, self.checkpoint, self.device, self.source = model, checkpoint, device, source
         self.backend = "torch" if isinstance(model, torch.nn.Module) else "onnx"
         self._folds: dict = {}  # kept across clips by model.inference_cache (DMD/MulT: the folded weights)
+        self._pool: tuple | None = None  # (workers, process pool) of predict_videos(workers > 1)
         self.record = record
         self.cfg = ExtractConfig.from_dict(record["extract"], origin=f"{source}: extract_config")
         self.spec = model.spec
@@ -123,6 +124,7 @@ class Predictor:
 
     def close(self) -> None:
         self.extractor.close()
+        self._close_pool()
 
     def __enter__(self) -> Predictor:
         return self
@@ -172,6 +174,30 @@ class Predictor:
         result["frames"] = frames
         result["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
         return result
+
+    def _predict_in_processes(self, videos: list, transcripts: list | None, workers: int) -> list[dict[str, Any]]:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        if not Path(self.source).is_file():
+            raise ValueError(f"workers={workers}: worker processes load the model from a file; {self.source!r} "
+                             "is not one (build the Predictor with Predictor.from_checkpoint)")
+        if self._pool is None or self._pool[0] != workers:  # kept until close(): models load once per worker
+            self._close_pool()
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            args = (self.source, str(self.device), self.backend, threads)
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=args)
+            self._pool = (workers, pool)
+        transcripts = list(transcripts) if transcripts is not None else [None] * len(videos)
+        return list(self._pool[1].map(_worker_predict, [str(v) for v in videos],
+                                      [None if t is None else str(t) for t in transcripts]))
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool[1].shutdown()
+            self._pool = None
 
     def predict_timeline(self, video: str | Path, segments: str | float = "auto",
                          transcript: str | Path | None = None) -> dict[str, Any]:
@@ -233,19 +259,29 @@ class Predictor:
         }
         return batch, frames
 
-    def predict_folder(self, folder: str | Path, transcripts: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    def predict_folder(self, folder: str | Path, transcripts: dict[str, str] | None = None,
+                       workers: int = 1) -> list[dict[str, Any]]:
         """Predict every video in ``folder`` (sorted by name); see :meth:`predict_videos`. ``transcripts`` maps
         file name (or stem) to text or a file; otherwise a sidecar file, else speech recognition."""
         videos = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
         given = [(transcripts or {}).get(v.name, (transcripts or {}).get(v.stem)) for v in videos]
-        return self.predict_videos(videos, given)
+        return self.predict_videos(videos, given, workers=workers)
 
     def predict_videos(self, videos: list[str | Path], transcripts: list[str | Path | None] | None = None,
-                       ahead: int = 2) -> list[dict[str, Any]]:
+                       ahead: int = 2, workers: int = 1) -> list[dict[str, Any]]:
         """Predict several videos, in order, as a pipeline: the next videos are decoded and their audio and
         text featurised while the face model and the network run on this one
         (:meth:`~emodistill.extract.clip.ClipExtractor.iter_clips`). Results equal :meth:`predict_video`'s.
-        A video that fails gets an ``error`` row instead of stopping the others."""
+        A video that fails gets an ``error`` row instead of stopping the others.
+
+        Args:
+            workers: with more than 1, that many processes (each loading the checkpoint and the extraction
+                models once, with ``cores / workers`` threads) take the videos one at a time, so the face
+                model, the slowest stage, runs on several cores at once. Needs a Predictor made by
+                :meth:`from_checkpoint`.
+        """
+        if workers > 1:
+            return self._predict_in_processes(videos, transcripts, workers)
         transcripts = list(transcripts) if transcripts is not None else [None] * len(videos)
         items, failed = [], {}
         for i, (video, t) in enumerate(zip(videos, transcripts, strict=True)):
@@ -270,6 +306,20 @@ class Predictor:
                         err = e
             rows.append({"video": str(video), "error": f"{type(err).__name__}: {err}"})
         return rows
+
+
+_WORKER: Predictor | None = None
+
+
+def _init_worker(source: str, device: str, backend: str, threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = Predictor.from_checkpoint(source, device=device, backend=backend, threads=threads)
+
+
+def _worker_predict(video: str, transcript: str | None) -> dict[str, Any]:
+    assert _WORKER is not None
+    return _WORKER.predict_videos([video], [transcript], ahead=1)[0]
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:

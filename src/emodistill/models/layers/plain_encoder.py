@@ -48,8 +48,57 @@ def plain_forward(
     stacked = isinstance(x_in, Tensor)
     xs = list(x_in.unbind(0)) if stacked else list(x_in)
     kvs = None if kv_in is None else (list(kv_in.unbind(0)) if isinstance(kv_in, Tensor) else list(kv_in))
+    # compared, not hashed: under torch.export the sizes are symbols, and hashing one would fix its value
+    same = all(x.shape == xs[0].shape for x in xs) and (kvs is None or all(k.shape == kvs[0].shape for k in kvs))
+    if same:  # every member on the same shapes (aligned data): all members in one set of batched products
+        y = _members(enc, torch.stack(xs), None if kvs is None else torch.stack(kvs), last_only)
+        return y if stacked else list(y.unbind(0))
     out = [_member(enc, g, xs[g], None if kvs is None else kvs[g], last_only) for g in range(len(xs))]
     return torch.stack(out) if stacked else out
+
+
+def _members(enc: nn.Module, x_in: Tensor, kv_in: Tensor | None, last_only: bool) -> Tensor:
+    """All ``G`` members at once on ``x_in (G, B, T_q, E)`` (and ``kv_in (G, B, T_k, E)``), each with its own
+    weights through broadcast products: ``(G, B, T_q, E)`` or ``(G, B, E)``. Same math as :func:`_member`."""
+    g, bsz, t_q, e = x_in.shape
+    heads, scale = enc.num_heads, enc.head_dim**-0.5
+    hd = e // heads
+
+    def ln(x: Tensor, w: Tensor, b: Tensor) -> Tensor:  # per-member affine: w, b (G, E)
+        return F.layer_norm(x, (e,), None, None, _LN_EPS) * w[:, None, None] + b[:, None, None]
+
+    def lin(x: Tensor, w: Tensor, b: Tensor) -> Tensor:  # x (G, B, T, I), w (G, O, I), b (G, O)
+        return torch.matmul(x, w.transpose(-1, -2).unsqueeze(1)) + b[:, None, None]
+
+    def split_heads(x: Tensor) -> Tensor:  # (G, B, T, E) -> (G, B, h, T, hd)
+        return x.reshape(g, bsz, x.shape[2], heads, hd).transpose(2, 3)
+
+    x = x_in * math.sqrt(e) + _positional(x_in)
+    kv = None if kv_in is None else kv_in * math.sqrt(e) + _positional(kv_in)
+    t_k = t_q if kv is None else kv.shape[2]
+    masked = None
+    if enc.attn_mask:
+        i = torch.arange(t_q, device=x.device).unsqueeze(1)
+        j = torch.arange(t_k, device=x.device).unsqueeze(0)
+        masked = (j - i) >= 1 + torch.abs(torch.tensor(t_k - t_q, device=x.device))  # (T_q, T_k)
+    for layer in range(enc.num_layers):
+        w_in, b_in = enc.in_proj_weight[layer], enc.in_proj_bias[layer]  # (G, 3E, E), (G, 3E)
+        ln0 = (enc.ln0_weight[layer], enc.ln0_bias[layer])
+        x_hat = ln(x, *ln0)
+        src = x_hat if kv is None else ln(kv, *ln0)
+        q = lin(x_hat, w_in[:, :e], b_in[:, :e]) * scale
+        k = lin(src, w_in[:, e : 2 * e], b_in[:, e : 2 * e])
+        v = lin(src, w_in[:, 2 * e :], b_in[:, 2 * e :])
+        scores = split_heads(q) @ split_heads(k).transpose(-1, -2)  # (G, B, h, T_q, T_k)
+        if masked is not None:
+            scores = scores.masked_fill(masked, float("-inf"))
+        attn = (torch.softmax(scores, dim=-1) @ split_heads(v)).transpose(2, 3).reshape(g, bsz, t_q, e)
+        x = x + lin(attn, enc.out_proj_weight[layer], enc.out_proj_bias[layer])
+        h = torch.relu(lin(ln(x, enc.ln1_weight[layer], enc.ln1_bias[layer]), enc.fc1_weight[layer],
+                           enc.fc1_bias[layer]))
+        x = x + lin(h, enc.fc2_weight[layer], enc.fc2_bias[layer])
+    x = ln(x, enc.norm_weight, enc.norm_bias)
+    return x[:, :, -1] if last_only else x
 
 
 def _positional(x_in: Tensor) -> Tensor:
