@@ -208,13 +208,7 @@ def _generate_split(config: SynthConfig, world: dict, rng: np.random.Generator, 
     labels = np.clip(np.round(3 * (y + 0.9 * np.tanh(3 * y))) / 3, -3, 3).astype(np.float32)
 
     text, text_bert, raw_text, l_t = _text(config, world, rng, z)
-    if config.aligned:
-        t_a = t_v = config.text_len
-        l_a = l_v = l_t
-    else:
-        t_a, t_v = config.audio_len, config.vision_len
-        l_a = np.clip(np.ceil(t_a * l_t / config.text_len * rng.uniform(0.75, 1, n)), 1, t_a).astype(np.int64)
-        l_v = np.clip(np.ceil(t_v * l_t / config.text_len * rng.uniform(0.75, 1, n)), 1, t_v).astype(np.int64)
+    t_a, t_v, l_a, l_v = frame_lengths(config, rng, l_t)
     audio = _frames(rng, world["audio"], np.stack([z["s"], z["a"]], 1), l_a, t_a, _OFFSET_SD["audio"])
     vision = _frames(rng, world["vision"], np.stack([z["s"], z["v"]], 1), l_v, t_v, _OFFSET_SD["vision"])
 
@@ -235,6 +229,18 @@ def _generate_split(config: SynthConfig, world: dict, rng: np.random.Generator, 
     if not config.aligned:
         d["audio_lengths"], d["vision_lengths"] = l_a, l_v
     return d
+
+
+def frame_lengths(config: SynthConfig, rng: np.random.Generator, l_t: np.ndarray):
+    """``(T_a, T_v, L_a, L_v)``: padded and true audio/vision lengths for text lengths ``l_t`` (N,): the word
+    timeline when aligned, else frame-rate lengths ``ceil(T_m L_t / T_l * U(0.75, 1))``."""
+    if config.aligned:
+        return config.text_len, config.text_len, l_t, l_t
+    n = len(l_t)
+    t_a, t_v = config.audio_len, config.vision_len
+    l_a = np.clip(np.ceil(t_a * l_t / config.text_len * rng.uniform(0.75, 1, n)), 1, t_a).astype(np.int64)
+    l_v = np.clip(np.ceil(t_v * l_t / config.text_len * rng.uniform(0.75, 1, n)), 1, t_v).astype(np.int64)
+    return t_a, t_v, l_a, l_v
 
 
 def _text(config: SynthConfig, world: dict, rng: np.random.Generator, z: dict):

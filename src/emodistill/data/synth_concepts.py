@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from emodistill.data.mmsa import load_mmsa
-from emodistill.data.synth import SynthConfig, atomic_pickle, ensure_synth_file
+from emodistill.data.synth import SynthConfig, atomic_pickle, ensure_synth_file, frame_lengths
 from emodistill.data.types import SPLITS, MMSAData
 
 GENERATOR_VERSION = 1
@@ -136,13 +136,7 @@ def _generate_split(config: ConceptSynthConfig, world: dict, rng: np.random.Gene
     labels = np.clip(np.round(9 * np.clip(u, -1, 1)) / 3, -3, 3).astype(np.float32)
 
     text, text_bert, raw_text, l_t = _text(config, world, rng, concepts, primary, secondary, has_secondary)
-    if config.aligned:
-        t_a = t_v = config.text_len
-        l_a = l_v = l_t
-    else:
-        t_a, t_v = config.audio_len, config.vision_len
-        l_a = np.clip(np.ceil(t_a * l_t / config.text_len * rng.uniform(0.75, 1, n)), 1, t_a).astype(np.int64)
-        l_v = np.clip(np.ceil(t_v * l_t / config.text_len * rng.uniform(0.75, 1, n)), 1, t_v).astype(np.int64)
+    t_a, t_v, l_a, l_v = frame_lengths(config, rng, l_t)
     frames = {
         m: _frames(rng, gain * world[m], concepts, lengths, t, _OFFSET_SD[m])
         for m, gain, lengths, t in (("audio", _GAIN["audio"], l_a, t_a), ("vision", _GAIN["vision"], l_v, t_v))
