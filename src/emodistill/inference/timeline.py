@@ -74,7 +74,8 @@ def utterances(words: list[Word], pauses: list[tuple[float, float]] = (), max_ga
         nxt = words[i + 1] if i + 1 < len(words) else None
         pause = None if nxt is None else next((p for p in pauses if w.start < p[0] < nxt.start), None)
         if nxt is None or pause or w.text.rstrip("\"')]").endswith(_SENTENCE_END) or nxt.start - w.end > max_gap:
-            end = min(w.end, pause[0]) if pause else w.end
+            # a recogniser's end stretched deep into the pause moves back to its start (0.1 s, as for starts)
+            end = pause[0] if pause and w.end > pause[0] + 0.1 else w.end
             segments.append(Segment(start, max(end, start), current))
             current = []
     return segments
