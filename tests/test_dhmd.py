@@ -282,3 +282,16 @@ def test_cross_modal_contrast_hand_computed():
     swapped = cross_modal_contrast({"l": eye, "v": eye.flip(0)}, temperature=1.0)
     assert swapped.item() == pytest.approx(math.log(1 + math.e))
     assert cross_modal_contrast({"l": eye[:1], "v": eye[:1]}, 0.1).item() == 0.0  # one clip: no negatives
+
+
+def test_a_shared_query_maps_equal_tokens_of_every_modality_to_equal_activations():
+    space = DictionarySpace(8, 5, ("l", "v", "a"), temperature=0.5, shared_query=True)
+    x = torch.randn(3, 4, 8)
+    _, acts, _ = space({"l": x, "v": x.clone(), "a": x.clone()})
+    assert torch.equal(acts["l"], acts["v"]) and torch.equal(acts["l"], acts["a"])
+    assert list(space.query) == ["shared"]
+    own = DictionarySpace(8, 5, ("l", "v"), temperature=0.5)  # one projection each: different activations
+    _, acts, _ = own({"l": x, "v": x.clone()})
+    assert not torch.equal(acts["l"], acts["v"])
+    with pytest.raises(ValueError, match="dict_shared_query"):
+        DHMDConfig(dict_shared_query=("middle",))

@@ -94,6 +94,9 @@ class DHMDConfig(DMDConfig):
     """Total-loss weight of each space's VQ-style commitment term (anti-collapse): the codebook distance
     plus 0.25 x the commitment distance between a clip's winning query and its top atom; 0 = off."""
 
+    dict_shared_query: tuple[str, ...] = ()
+    """Spaces whose dictionary uses one query projection for all modalities (e.g. ``[homo]``: the
+    modality-irrelevant space, where a shared map lets the modalities reach the same atoms)."""
     dict_contrast_weight: float = 0.0
     """Total-loss weight of the homo space's cross-modal contrastive matching (InfoNCE between the
     modalities' atom-score profiles of the same clip); the hetero space is modality-exclusive by design and
@@ -106,10 +109,12 @@ class DHMDConfig(DMDConfig):
 
     def __post_init__(self) -> None:
         self.dict_spaces = tuple(str(s) for s in self.dict_spaces)
+        self.dict_shared_query = tuple(str(s) for s in self.dict_shared_query)
         super().__post_init__()
-        bad = sorted(set(self.dict_spaces) - set(SPACES))
-        if bad:
-            raise ValueError(f"DHMDConfig.dict_spaces: unknown spaces {bad}; expected any of {list(SPACES)}")
+        for name in ("dict_spaces", "dict_shared_query"):
+            bad = sorted(set(getattr(self, name)) - set(SPACES))
+            if bad:
+                raise ValueError(f"DHMDConfig.{name}: unknown spaces {bad}; expected any of {list(SPACES)}")
         for name, allowed in (
             ("dict_activation", ACTIVATIONS),
             ("dict_pool", POOLINGS),
@@ -146,6 +151,7 @@ class DHMD(DMD):
                     config.dict_activation,
                     config.dict_pool,
                     config.dict_top_k,
+                    shared_query=space in config.dict_shared_query,
                 )
                 for space in config.dict_spaces
             }

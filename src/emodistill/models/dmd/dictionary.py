@@ -100,6 +100,7 @@ class DictionarySpace(nn.Module):
         activation: one of :data:`ACTIVATIONS`.
         pool: temporal pooling of the scores, ``max`` (FDT) or ``mean``.
         top_k: atoms kept by the ``topk`` activation.
+        shared_query: one query projection for every modality instead of one each.
     """
 
     def __init__(
@@ -111,15 +112,16 @@ class DictionarySpace(nn.Module):
         activation: str = "sparsemax",
         pool: str = "max",
         top_k: int = 8,
+        shared_query: bool = False,
     ) -> None:
         super().__init__()
         self.temperature, self.activation, self.pool, self.top_k = temperature, activation, pool, top_k
         # |atom| ~ 1 at init, so a dictionary feature starts at the scale of one unit vector
         self.atoms = nn.Parameter(torch.randn(size, width) / math.sqrt(width))
         # LayerNorm then Linear: the encoders' outputs differ in scale per modality; the LN evens them out
-        self.query = nn.ModuleDict(
-            {m: nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width)) for m in modalities}
-        )
+        names = ("shared",) if shared_query else modalities
+        self.query = nn.ModuleDict({m: nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width)) for m in names})
+        self.shared_query = shared_query
 
     def forward(
         self, tokens: dict[str, Tensor]
@@ -138,7 +140,7 @@ class DictionarySpace(nn.Module):
         atoms = F.normalize(self.atoms, dim=-1)  # (K, width)
         feats, acts, commit, pooled_scores = {}, {}, {}, {}
         for m, x in tokens.items():
-            q = F.normalize(self.query[m](x), dim=-1)  # (B, T, width)
+            q = F.normalize(self.query["shared" if self.shared_query else m](x), dim=-1)  # (B, T, width)
             scores = torch.matmul(q, atoms.t()) / self.temperature  # (B, T, K)
             pooled = scores.amax(dim=1) if self.pool == "max" else scores.mean(dim=1)  # (B, K)
             a = sparse_activation(pooled, self.activation, self.top_k)
