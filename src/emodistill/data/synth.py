@@ -243,6 +243,18 @@ def frame_lengths(config: SynthConfig, rng: np.random.Generator, l_t: np.ndarray
     return t_a, t_v, l_a, l_v
 
 
+def text_features(rng: np.random.Generator, latent: np.ndarray, projection: np.ndarray, l_t: np.ndarray):
+    """``(text, valid)``: token features ``latent @ projection + 0.5 noise`` (N, T_l, D_l), zero beyond the
+    true lengths ``l_t``, and the (N, T_l) mask of real tokens."""
+    n, t = latent.shape[:2]
+    valid = np.arange(t)[None, :] < l_t[:, None]  # (N, T_l)
+    text = rng.standard_normal((n, t, projection.shape[1]), dtype=np.float32)
+    text *= 0.5
+    text += latent @ projection  # (N, T_l, K) @ (K, D_l) -> (N, T_l, D_l)
+    text *= valid[..., None]
+    return text, valid
+
+
 def _text(config: SynthConfig, world: dict, rng: np.random.Generator, z: dict):
     """Token latents -> (N, T_l, D_l) features, (N, 3, T_l) ids/mask/segments, transcripts, lengths."""
     n, t = len(z["s"]), config.text_len
@@ -265,11 +277,7 @@ def _text(config: SynthConfig, world: dict, rng: np.random.Generator, z: dict):
     latent[..., 2] = is_cue
     latent[is_special] = world["special"]
 
-    valid = pos < l_t[:, None]  # (N, T_l)
-    text = rng.standard_normal((n, t, config.text_dim), dtype=np.float32)
-    text *= 0.5
-    text += latent @ world["P"]  # (N, T_l, K) @ (K, D_l) -> (N, T_l, D_l)
-    text *= valid[..., None]
+    text, valid = text_features(rng, latent, world["P"], l_t)
 
     text_sent = (z["s"] + _W["t"] * z["t"]) / np.hypot(1.0, _W["t"])
     band = np.digitize(text_sent[:, None] + 0.3 * rng.standard_normal((n, t)), _BAND_EDGES)  # (N, T_l)

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from emodistill.data.mmsa import load_mmsa
-from emodistill.data.synth import SynthConfig, atomic_pickle, ensure_synth_file, frame_lengths
+from emodistill.data.synth import SynthConfig, atomic_pickle, ensure_synth_file, frame_lengths, text_features
 from emodistill.data.types import SPLITS, MMSAData
 
 GENERATOR_VERSION = 1
@@ -186,11 +186,7 @@ def _text(config, world, rng, concepts, primary, secondary, has_secondary):
     is_special = (pos == 0) | (pos == l_t[:, None] - 1)
     latent[is_special] = world["special"]
 
-    valid = pos < l_t[:, None]  # (N, T_l)
-    text = rng.standard_normal((n, t, config.text_dim), dtype=np.float32)
-    text *= 0.5
-    text += latent @ world["P"]  # (N, T_l, K) @ (K, D_l) -> (N, T_l, D_l)
-    text *= valid[..., None]
+    text, valid = text_features(rng, latent, world["P"], l_t)
 
     word_idx = rng.integers(0, len(_FILLER), (n, t))
     cue_word = rng.integers(0, 3, (n, t))
