@@ -22,6 +22,7 @@ import numpy as np
 
 from emodistill.extract.asr import Word
 from emodistill.extract.errors import ExtractError
+from emodistill.extract.labels import sidecar
 
 SIDECAR_EXTENSIONS = (".json", ".srt", ".txt")
 """Transcript files next to a video (``VIDEO.json`` ...), tried in this order when none is given."""
@@ -126,3 +127,11 @@ def transcript_arg(transcript: str | Path | None) -> tuple[str | None, Path | No
     if isinstance(transcript, Path):
         raise FileNotFoundError(f"transcript file not found: {transcript}")
     return str(transcript), None
+
+
+def video_transcript(video: str | Path, transcript: str | Path | None) -> tuple[str | None, Path | None]:
+    """:func:`transcript_arg` of ``transcript``, or, when it is None, of the sidecar ``VIDEO.json/.srt/.txt``
+    next to ``video`` (:data:`SIDECAR_EXTENSIONS`) if there is one."""
+    if transcript is None:
+        transcript = sidecar(Path(video), SIDECAR_EXTENSIONS)
+    return transcript_arg(transcript)

@@ -46,8 +46,6 @@ class OnnxModel:
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output_keys = self.meta.get("output_keys") or ["prediction"]
         self.spec = DatasetSpec.from_dict(self.meta["spec"])
-        self.model_name = self.meta["model_name"]
-        self.fixed_seq_lens = not self.meta["dynamic_lengths"]
 
     def inference_outputs(self, batch: dict[str, Tensor], heads: bool = True) -> dict[str, Tensor]:
         """The graph's outputs for a batch of tensors keyed by data key (extra keys are ignored)."""

@@ -31,8 +31,8 @@ from emodistill.data.types import SplitData
 from emodistill.extract.clip import ClipExtractor, ClipFeatures
 from emodistill.extract.config import ExtractConfig
 from emodistill.extract.features import normalize, pad, sequences
-from emodistill.extract.labels import VIDEO_EXTENSIONS, sidecar
-from emodistill.extract.transcript import SIDECAR_EXTENSIONS, transcript_arg
+from emodistill.extract.labels import VIDEO_EXTENSIONS
+from emodistill.extract.transcript import video_transcript
 from emodistill.metrics.stats import records_csv
 from emodistill.models.dmd.gd_unit import EDGE_NAMES
 from emodistill.models.dmd.model import MODS as DMD_MODALITIES
@@ -145,9 +145,7 @@ class Predictor:
         Raises:
             ExtractError: the video cannot be featurised (no audio stream, no face, corrupt, ...).
         """
-        if transcript is None:
-            transcript = sidecar(Path(video), SIDECAR_EXTENSIONS)
-        text, timing = transcript_arg(transcript)
+        text, timing = video_transcript(video, transcript)
         clip = self.extractor(video, transcript=text, timing_file=timing)
         out = self.predict_features(clip)
         return {"video": str(video), **out}
@@ -286,7 +284,7 @@ class Predictor:
         items, failed = [], {}
         for i, (video, t) in enumerate(zip(videos, transcripts, strict=True)):
             try:
-                text, timing = transcript_arg(t if t is not None else sidecar(Path(video), SIDECAR_EXTENSIONS))
+                text, timing = video_transcript(video, t)
                 items.append((video, text, timing))
             except Exception as e:  # a transcript file that is missing: this row only
                 failed[i] = e

@@ -33,8 +33,7 @@ import numpy as np
 from emodistill.extract.asr import Word
 from emodistill.extract.decode import Media
 from emodistill.extract.errors import ExtractError
-from emodistill.extract.labels import sidecar
-from emodistill.extract.transcript import SIDECAR_EXTENSIONS, transcript_arg
+from emodistill.extract.transcript import video_transcript
 
 MAX_GAP_S = 0.8
 """A gap longer than this between two words' timings ends an utterance (``auto`` segments)."""
@@ -144,9 +143,7 @@ def predict_timeline(predictor, video: str | Path, segments: str | float = "auto
     """
     extractor = predictor.extractor
     media = extractor.decode(video)
-    if transcript is None:
-        transcript = sidecar(Path(video), SIDECAR_EXTENSIONS)
-    text, timing_file = transcript_arg(transcript)
+    text, timing_file = video_transcript(video, transcript)
     words, timing, _ = extractor.timed_words(media, text, timing_file)
     if segments == "auto":
         parts = utterances(words, pauses_of(media.audio, media.sample_rate))
