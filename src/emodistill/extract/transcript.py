@@ -101,14 +101,19 @@ def spread_words(words: list[str], start: float, end: float) -> list[Word]:
     return [Word(w, float(edges[i]), float(edges[i + 1])) for i, w in enumerate(words)]
 
 
+def frame_rms(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """``(rms, hop)``: RMS level of each whole 20-ms frame of ``audio`` (n,) and the frame length in samples."""
+    hop = max(1, sample_rate // 50)
+    n = len(audio) // hop
+    return np.sqrt(np.mean(audio[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1)), hop
+
+
 def voiced_span(audio: np.ndarray, sample_rate: int, *, floor_db: float = 40.0) -> tuple[float, float]:
     """(start, end) seconds of the span from the first to the last 20-ms frame whose RMS energy is within
     ``floor_db`` of the loudest frame; the whole clip when it is silent."""
-    hop = max(1, sample_rate // 50)
-    n = len(audio) // hop
-    if n == 0:
+    rms, hop = frame_rms(audio, sample_rate)
+    if len(rms) == 0:
         return 0.0, len(audio) / sample_rate
-    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))  # (n,)
     if rms.max() <= 0:
         return 0.0, len(audio) / sample_rate
     loud = np.flatnonzero(20 * np.log10(np.maximum(rms, 1e-12) / rms.max()) > -floor_db)

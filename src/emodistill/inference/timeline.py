@@ -33,7 +33,7 @@ import numpy as np
 from emodistill.extract.asr import Word
 from emodistill.extract.decode import Media
 from emodistill.extract.errors import ExtractError
-from emodistill.extract.transcript import video_transcript
+from emodistill.extract.transcript import frame_rms, video_transcript
 
 MAX_GAP_S = 0.8
 """A gap longer than this between two words' timings ends an utterance (``auto`` segments)."""
@@ -84,11 +84,9 @@ def pauses_of(audio: np.ndarray, sample_rate: int, min_len: float = MIN_PAUSE_S,
               floor_db: float = PAUSE_DB) -> list[tuple[float, float]]:
     """``(start, end)`` seconds of every run of 20-ms frames at least ``min_len`` long whose RMS level is more
     than ``-floor_db`` dB below the loudest frame."""
-    hop = max(1, sample_rate // 50)
-    n = len(audio) // hop
-    if n == 0:
+    rms, hop = frame_rms(audio, sample_rate)  # (n,)
+    if len(rms) == 0:
         return []
-    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))  # (n,)
     if rms.max() <= 0:
         return [(0.0, len(audio) / sample_rate)]
     quiet = 20 * np.log10(np.maximum(rms, 1e-12) / rms.max()) < floor_db  # (n,)
@@ -124,12 +122,9 @@ def cut(media: Media, segment: Segment) -> tuple[Media, list[Word]]:
 
 def loudest_db(audio: np.ndarray, sample_rate: int) -> float:
     """Level (dBFS) of the loudest 20-ms frame of ``audio``; ``-inf`` for silence or no samples."""
-    hop = max(1, sample_rate // 50)
-    n = len(audio) // hop
-    if n == 0:
-        return float("-inf")
-    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1)).max()
-    return float(20 * np.log10(rms)) if rms > 0 else float("-inf")
+    rms, _ = frame_rms(audio, sample_rate)
+    loudest = rms.max(initial=0.0)
+    return float(20 * np.log10(loudest)) if loudest > 0 else float("-inf")
 
 
 def predict_timeline(predictor, video: str | Path, segments: str | float = "auto",
