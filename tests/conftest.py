@@ -124,3 +124,28 @@ def emodistill_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("EMODISTILL_CACHE", None)
     else:
         os.environ["EMODISTILL_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight short talking-face videos, bad videos and their labels (tests/video_clips.py)."""
+    pytest.importorskip("av", reason="the video extra is part of the test set-up")
+    from video_clips import build_media
+
+    return build_media(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture(scope="session")
+def extracted(media_dir: Path) -> Path:
+    """The MMSA pickle ``emodistill extract`` makes of ``media_dir``'s clips."""
+    from video_clips import extract_media
+
+    return extract_media(media_dir)
+
+
+@pytest.fixture(scope="session")
+def trained(extracted: Path, media_dir: Path) -> Path:
+    """``best.ckpt`` of a tiny DMD trained for 2 epochs on ``extracted``."""
+    from video_clips import train_tiny
+
+    return train_tiny(extracted, media_dir)

@@ -40,6 +40,7 @@ from emodistill.cli import (
     models,
     predict,
     report,
+    serve,
     train,
     tune,
 )
@@ -63,6 +64,7 @@ emodistill: multimodal emotion recognition with decoupled multimodal distillatio
   emodistill extract videos/ --labels labels.csv -o mydata.pkl   raw videos -> MMSA pickle (needs [video])
   emodistill predict clip.mp4 --checkpoint runs/X/best.ckpt      sentiment of a new video, as JSON
   emodistill export runs/X/best.ckpt -o model.onnx     ONNX graph for ONNX Runtime (needs [onnx])
+  emodistill serve --checkpoint runs/X/best.ckpt       HTTP API + web page on 127.0.0.1:8000 (needs [serve])
 """
 
 VERBS = {
@@ -78,6 +80,7 @@ VERBS = {
     "extract": (extract, "extract features from raw videos into an MMSA pickle"),
     "predict": (predict, "predict the sentiment of new videos from one checkpoint"),
     "export": (export, "export a checkpoint to ONNX (verified against PyTorch; metadata inside)"),
+    "serve": (serve, "HTTP service and web page of one checkpoint (needs [serve])"),
     "import-official": (import_official, "convert an official DMD state_dict into an emodistill checkpoint"),
 }
 """Verb -> (module with ``add_arguments`` and ``run``, one-line help)."""

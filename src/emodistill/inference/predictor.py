@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from emodistill.data.loader import BatchLoader
 from emodistill.data.types import SplitData
 from emodistill.extract.clip import ClipExtractor, ClipFeatures
 from emodistill.extract.config import ExtractConfig
 from emodistill.extract.features import normalize, pad, sequences
 from emodistill.extract.labels import VIDEO_EXTENSIONS
 from emodistill.extract.transcript import video_transcript
+from emodistill.inference.arrays import feature_split, one_row_batch
 from emodistill.metrics.stats import records_csv
 from emodistill.models.dmd.gd_unit import EDGE_NAMES
 from emodistill.models.dmd.model import MODS as DMD_MODALITIES
@@ -74,32 +74,30 @@ class Predictor:
         source: the checkpoint path (for messages).
     """
 
-    def __init__(self, model: Any, checkpoint: dict[str, Any], device: torch.device, source: str) -> None:
+    def __init__(self, model: Any, checkpoint: dict[str, Any], device: torch.device, source: str,
+                 videos: bool = True) -> None:
         record = checkpoint.get("extract_config")
-        if not record:
-            data = checkpoint.get("data") or {}
-            raise CheckpointNotPredictable(
-                f"{source}: this checkpoint was trained on {data.get('dataset') or data.get('source') or 'a data set'} "
-                "whose features were not made by `emodistill extract` (the official MOSI/MOSEI/SIMS features are "
-                "COVAREP/FACET/OpenFace selections that cannot be re-extracted from a video), so a prediction "
-                "on a new video would be wrong. Train on a data set made by `emodistill extract` instead."
-            )
+        if not record and videos:
+            raise CheckpointNotPredictable(not_predictable(source, checkpoint))
         self.model, self.checkpoint, self.device, self.source = model, checkpoint, device, source
         self.backend = "torch" if isinstance(model, torch.nn.Module) else "onnx"
         self._folds: dict = {}  # kept across clips by model.inference_cache (DMD/MulT: the folded weights)
         self._pool: tuple | None = None  # (workers, process pool) of predict_videos(workers > 1)
-        self.record = record
-        self.cfg = ExtractConfig.from_dict(record["extract"], origin=f"{source}: extract_config")
+        self.record = record or None
         self.spec = model.spec
-        self.extractor = ClipExtractor(self.cfg, no_transcript=NO_TRANSCRIPT)
+        self.cfg = ExtractConfig.from_dict(record["extract"], origin=f"{source}: extract_config") if record else None
+        self.extractor = ClipExtractor(self.cfg, no_transcript=NO_TRANSCRIPT) if record else None
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "cpu", backend: str = "auto", threads: int | None = None
+        cls, path: str | Path, device: str | torch.device = "cpu", backend: str = "auto", threads: int | None = None,
+        videos: bool = True,
     ) -> Predictor:
         """Load ``path`` for prediction: a checkpoint (``best.ckpt``) or a file of ``emodistill export``.
 
         Args:
+            videos: refuse (:class:`CheckpointNotPredictable`) a checkpoint whose features cannot be extracted
+                from a video; with False it is loaded for :meth:`predict_arrays` only.
             backend: one of :data:`BACKENDS`. ``onnx`` with a checkpoint exports it once into the cache
                 (``$EMODISTILL_CACHE/onnx/<checkpoint SHA-256>.onnx``) and runs that.
             threads: ONNX Runtime intra-op threads (default: one per core).
@@ -117,13 +115,23 @@ class Predictor:
                 raise ValueError(f"--backend onnx runs on the CPU (CPUExecutionProvider); found --device {device}")
             onnx_path = Path(path) if is_onnx else cached_export(path)
             model = OnnxModel(onnx_path, threads=threads)
-            return cls(model, model.meta, torch.device("cpu"), str(path))
+            return cls(model, model.meta, torch.device("cpu"), str(path), videos)
         device = torch.device(device)
         model, ckpt = load_checkpoint(path, device=device)
-        return cls(model, ckpt, device, str(path))
+        return cls(model, ckpt, device, str(path), videos)
+
+    @property
+    def predicts_videos(self) -> bool:
+        """Whether the checkpoint carries the extraction record that videos need (else arrays only)."""
+        return self.extractor is not None
+
+    def _need_videos(self) -> None:
+        if self.extractor is None:
+            raise CheckpointNotPredictable(not_predictable(self.source, self.checkpoint))
 
     def close(self) -> None:
-        self.extractor.close()
+        if self.extractor is not None:
+            self.extractor.close()
         self._close_pool()
 
     def __enter__(self) -> Predictor:
@@ -145,6 +153,7 @@ class Predictor:
         Raises:
             ExtractError: the video cannot be featurised (no audio stream, no face, corrupt, ...).
         """
+        self._need_videos()
         text, timing = video_transcript(video, transcript)
         clip = self.extractor(video, transcript=text, timing_file=timing)
         out = self.predict_features(clip)
@@ -157,11 +166,29 @@ class Predictor:
             if list(getattr(clip, f"{m}_names")) != list(names[m]):
                 raise ValueError(f"{self.source}: the clip's {m} features differ from the training features")
         batch, frames = self._batch(clip)
+        result = self._result(batch, clip.seconds)
+        result = {"transcript": clip.transcript, "timing": clip.timing, **result}
+        result["frames"] = frames
+        result["seconds"] = result.pop("seconds")  # last, as before
+        return result
+
+    def predict_arrays(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        """Predict from one clip's stored features (a row of its MMSA pickle: ``text``, ``audio``, ``vision``,
+        ``text_bert``, lengths); see :mod:`emodistill.inference.arrays`. Works for every checkpoint.
+
+        Raises:
+            FeatureShapeError: a key is missing or has the wrong shape.
+        """
+        batch = one_row_batch(feature_split(self.spec, arrays), self.device)
+        return self._result(batch, {})
+
+    def _result(self, batch: dict[str, torch.Tensor], seconds: dict[str, float]) -> dict[str, Any]:
+        """backend, score and labels, branches, edges and seconds of one batch."""
         t0 = time.perf_counter()
         output = self.run(batch)
-        seconds = {**clip.seconds, "model": time.perf_counter() - t0}
+        seconds = {**seconds, "model": time.perf_counter() - t0}
         score = float(output["prediction"].view(-1)[0])
-        result: dict[str, Any] = {"transcript": clip.transcript, "timing": clip.timing, "backend": self.backend}
+        result: dict[str, Any] = {"backend": self.backend}
         result.update(self._labels(score))
         branches = _branches(output)
         if branches:
@@ -169,7 +196,6 @@ class Predictor:
         edges = _edges(output)
         if edges:
             result["edges"] = edges
-        result["frames"] = frames
         result["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
         return result
 
@@ -202,6 +228,7 @@ class Predictor:
         """A long video as a timeline of scored utterances; see :mod:`emodistill.inference.timeline`."""
         from emodistill.inference.timeline import predict_timeline
 
+        self._need_videos()
         return predict_timeline(self, video, segments, transcript)
 
     def run(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -248,7 +275,7 @@ class Predictor:
             ids=["predict"],
             raw_text=[clip.transcript],
         )
-        batch = next(iter(BatchLoader(split, 1, shuffle=False, device=self.device)))
+        batch = one_row_batch(split, self.device)
         frames = {
             "audio": int(len(clip.audio)),
             "vision": int(len(clip.vision)),
@@ -278,6 +305,7 @@ class Predictor:
                 model, the slowest stage, runs on several cores at once. Needs a Predictor made by
                 :meth:`from_checkpoint`.
         """
+        self._need_videos()
         if workers > 1:
             return self._predict_in_processes(videos, transcripts, workers)
         transcripts = list(transcripts) if transcripts is not None else [None] * len(videos)
@@ -304,6 +332,15 @@ class Predictor:
                         err = e
             rows.append({"video": str(video), "error": f"{type(err).__name__}: {err}"})
         return rows
+
+
+def not_predictable(source: str, checkpoint: dict[str, Any]) -> str:
+    """Why a checkpoint without an extraction record cannot predict videos."""
+    data = checkpoint.get("data") or {}
+    return (f"{source}: this checkpoint was trained on {data.get('dataset') or data.get('source') or 'a data set'} "
+            "whose features were not made by `emodistill extract` (the official MOSI/MOSEI/SIMS features are "
+            "COVAREP/FACET/OpenFace selections that cannot be re-extracted from a video), so a prediction "
+            "on a new video would be wrong. Train on a data set made by `emodistill extract` instead.")
 
 
 _WORKER: Predictor | None = None
