@@ -31,8 +31,10 @@ demo: $(VENV)/.core
 
 # scripts/test-postgres.sh: Debian's PostgreSQL server binaries for the shared-study tests of `emodistill tune`
 # (installed when root with apt-get; otherwise those tests are skipped, or fail with EMODISTILL_REQUIRE_POSTGRES=1)
+# scripts/test-browser.sh: Debian's chromium + chromium-driver for the page tests of `emodistill serve` (same rule)
 test: setup
 	scripts/test-postgres.sh
+	scripts/test-browser.sh
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -124,3 +124,40 @@ def write_video(
             for packet in astream.encode():
                 out.mux(packet)
     return path
+
+
+def write_y4m(path: str | Path, frames: np.ndarray, fps: int = 15) -> Path:
+    """Write ``frames`` (T, H, W, 3) uint8 RGB as an uncompressed YUV4MPEG2 4:2:0 file, the format Chromium's
+    ``--use-file-for-fake-video-capture`` plays (BT.601 full-range conversion; H and W even)."""
+    path = Path(path)
+    _, h, w, _ = frames.shape
+    rgb = frames.astype(np.float32)
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    u = 128 - 0.168736 * rgb[..., 0] - 0.331264 * rgb[..., 1] + 0.5 * rgb[..., 2]
+    v = 128 + 0.5 * rgb[..., 0] - 0.418688 * rgb[..., 1] - 0.081312 * rgb[..., 2]
+
+    def half(c: np.ndarray) -> np.ndarray:  # (T, H, W) -> (T, H/2, W/2): 2x2 mean
+        return c.reshape(len(c), h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+
+    planes = [np.clip(p, 0, 255).round().astype(np.uint8) for p in (y, half(u), half(v))]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for t in range(len(frames)):
+            f.write(b"FRAME\n")
+            for p in planes:
+                f.write(p[t].tobytes())
+    return path
+
+
+def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write (S,) float32 mono audio as 16-bit PCM WAV (Chromium's ``--use-file-for-fake-audio-capture``)."""
+    import wave
+
+    path = Path(path)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    return path

@@ -229,12 +229,12 @@ function showResult(out) {
 function drawGauge(score) {
   const g = $("gauge");
   g.replaceChildren();
-  const x = (s) => 10 + (Math.max(-3, Math.min(3, s)) + 3) / 6 * 300;
+  const x = (s) => 16 + (Math.max(-3, Math.min(3, s)) + 3) / 6 * 284;
   for (let k = -3; k <= 3; k++) {
     el("line", { x1: x(k), x2: x(k), y1: 8, y2: 22, stroke: "#999" }, g);
-    text(g, x(k) - 4, 35, (k > 0 ? "+" : "") + k);
+    text(g, x(k) - 6, 35, (k > 0 ? "+" : "") + k);
   }
-  el("rect", { x: 10, y: 12, width: 300, height: 6, fill: "#e5e8eb", rx: 3 }, g);
+  el("rect", { x: 16, y: 12, width: 284, height: 6, fill: "#e5e8eb", rx: 3 }, g);
   el("circle", { cx: x(score), cy: 15, r: 7, fill: colour(score) }, g);
 }
 
