@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/inference_speed.py
 	$(BIN)/python benchmarks/video_speed.py
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

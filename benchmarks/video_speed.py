@@ -55,6 +55,18 @@ def make_clip(path: Path, seconds: float, width: int, height: int, fps: int, shi
     return write_video(path, frames, fps=fps, audio=wav)
 
 
+def random_dmd(clip, cfg: ExtractConfig) -> tuple[torch.nn.Module, DatasetSpec, dict]:
+    """DMD at the official MOSI sizes, random weights, on the shapes of ``clip`` (the ClipFeatures of one
+    clip extracted with ``cfg``), and the extraction record a checkpoint of it needs."""
+    dims = {"text": clip.text.shape[1], "audio": clip.audio.shape[1], "vision": clip.vision.shape[1]}
+    lens = {"text": clip.text.shape[0], "audio": len(clip.audio), "vision": len(clip.vision)}
+    spec = DatasetSpec("custom", False, dims, lens)
+    record = {"format": "emodistill.extract/1", "extract": cfg.to_dict(), "text_dim": dims["text"],
+              "feature_names": {"audio": clip.audio_names, "vision": clip.vision_names},
+              "seq_lens": lens, "normalization": None}
+    return create_model("dmd", spec).eval(), spec, record
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -84,13 +96,8 @@ def main() -> None:
         first = extractor(video, transcript=None if args.asr else TEXT)  # also warms numba/mediapipe caches
         load_s = time.perf_counter() - t0
 
-        dims = {"text": first.text.shape[1], "audio": first.audio.shape[1], "vision": first.vision.shape[1]}
-        lens = {"text": first.text.shape[0], "audio": len(first.audio), "vision": len(first.vision)}
-        spec = DatasetSpec("custom", False, dims, lens)
-        model = create_model("dmd", spec).eval()
-        record = {"format": "emodistill.extract/1", "extract": cfg.to_dict(), "text_dim": dims["text"],
-                  "feature_names": {"audio": first.audio_names, "vision": first.vision_names},
-                  "seq_lens": lens, "normalization": None}
+        model, spec, record = random_dmd(first, cfg)
+        lens = spec.seq_lens
         predictor = Predictor(model, {"extract_config": record}, torch.device("cpu"), "benchmark")
         predictor.extractor.close()
         predictor.extractor = extractor  # the loaded models above

@@ -283,3 +283,28 @@ def test_docs_and_page_load_nothing_from_outside(service):
     assert status == 200
     assert {"/v1/predict", "/v1/predict/features", "/v1/timeline", "/v1/model", "/v1/health"} <= set(schema["paths"])
     assert "Prediction" in schema["components"]["schemas"]
+
+
+def test_workers_each_load_the_model_once(trained, media_dir):
+    clip = media_dir / "videos" / "clip6.mp4"
+    with ServiceProcess(trained, "--workers", "2", "--threads", "1") as s:
+        answers = [post_video(s.url + "/v1/predict", clip, SENTENCES_6, token=None) for _ in range(4)]
+        assert [a[0] for a in answers] == [200] * 4
+        assert len({round(a[1]["score"], 6) for a in answers}) == 1  # every worker, the same model
+        assert s.output().count("loaded; backend torch") == 2  # once per worker process, not per request
+
+
+def test_serve_refuses_bad_options_in_one_line(trained, tmp_path, capsys):
+    import socket
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "none.ckpt")]) == 2
+    missing = tmp_path / "none.ckpt"
+    assert capsys.readouterr().err.strip() == f"emodistill serve: error: --checkpoint: no such file: {missing}"
+    assert main(["serve", "--checkpoint", str(trained), "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb: expected a number > 0, found 0.0" in capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["serve", "--checkpoint", str(trained), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"emodistill serve: error: --host 127.0.0.1 --port {port}: cannot listen there") and \
+        err.count("\n") == 1

@@ -119,6 +119,9 @@ def test_utterances_and_windows_by_hand():
     assert [(s.start, s.end) for s in win] == [(0.0, 2.0), (2.0, 4.0), (4.0, 4.5)]
     assert [len(s.words) for s in win] == [4, 2, 0]
     assert isinstance(win[0], Segment)
+    # 20 ms of container padding after two 2-s windows is no window of its own (< 5 % of one)
+    assert [(s.start, s.end) for s in windows(4.02, 2.0, w)] == [(0.0, 2.0), (2.0, 4.02)]
+    assert [(s.start, s.end) for s in windows(4.2, 2.0, w)] == [(0.0, 2.0), (2.0, 4.0), (4.0, 4.2)]
     with pytest.raises(ValueError, match="> 0 seconds"):
         windows(4.5, 0, w)
 

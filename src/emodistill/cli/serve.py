@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from emodistill.serve.settings import SETTINGS_ENV, TOKEN_ENV, ServeSettings
 
     configure_third_party_logs(args.verbose)
-    for module in ("fastapi", "uvicorn", "multipart", "fastapi_offline"):
+    for module in ("fastapi", "uvicorn", "python_multipart", "fastapi_offline"):
         require(module, "serve", "`emodistill serve`")
     if args.workers < 1:
         raise ValueError(f"--workers: expected a number >= 1, found {args.workers}")
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         tmp_dir=args.tmp_dir,
     )
     _check_checkpoint(settings.checkpoint)
+    _check_port(args.host, args.port)
     os.environ[SETTINGS_ENV] = settings.to_env()  # every worker process builds the app from these
     if settings.token:
         os.environ[TOKEN_ENV] = settings.token
@@ -101,3 +102,14 @@ def _check_checkpoint(path: str) -> None:
         from emodistill.checkpoint import read_checkpoint
 
         read_checkpoint(path)
+
+
+def _check_port(host: str, port: int) -> None:
+    """One line now rather than uvicorn's log after the models have loaded."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise OSError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None

@@ -95,15 +95,20 @@ def pauses_of(audio: np.ndarray, sample_rate: int, min_len: float = MIN_PAUSE_S,
     return [(a, b) for a, b in runs if b - a >= min_len]
 
 
+TAIL_FRACTION = 0.05
+
+
 def windows(duration: float, seconds: float, words: list[Word]) -> list[Segment]:
-    """Fixed ``seconds``-long windows over ``[0, duration)``, each with the words whose midpoint is inside."""
+    """Fixed ``seconds``-long windows over ``[0, duration)``, each with the words whose midpoint is inside. A
+    remainder shorter than :data:`TAIL_FRACTION` of a window (the few ms of encoder padding a container adds)
+    joins the last window instead of becoming a window of its own."""
     if not seconds > 0:
         raise ValueError(f"--segments: a window length must be > 0 seconds, found {seconds}")
-    n = max(1, int(np.ceil(duration / seconds - 1e-9)))
+    n = max(1, int(np.ceil(duration / seconds - TAIL_FRACTION)))
     out = []
     for k in range(n):
-        start, end = k * seconds, min((k + 1) * seconds, duration)
-        last = k == n - 1  # the last window also takes words that end past the duration
+        last = k == n - 1  # the last window runs to the end and also takes words that end past the duration
+        start, end = k * seconds, (duration if last else (k + 1) * seconds)
         inside = [w for w in words if start <= (w.start + w.end) / 2 and ((w.start + w.end) / 2 < end or last)]
         out.append(Segment(start, end, inside))
     return out
