@@ -287,8 +287,11 @@ def test_docs_and_page_load_nothing_from_outside(service):
 
 def test_workers_each_load_the_model_once(trained, media_dir):
     clip = media_dir / "videos" / "clip6.mp4"
-    with ServiceProcess(trained, "--workers", "2", "--threads", "1") as s:
-        answers = [post_video(s.url + "/v1/predict", clip, SENTENCES_6, token=None) for _ in range(4)]
+    other = "from-the-environment-" + uuid.uuid4().hex  # the token given by EMODISTILL_SERVE_TOKEN, not --token
+    with ServiceProcess(trained, "--workers", "2", "--threads", "1", env={"EMODISTILL_SERVE_TOKEN": other}) as s:
+        assert call(s.url + "/v1/model", token=None)[0] == 401
+        assert call(s.url + "/v1/model", token=other)[0] == 200
+        answers = [post_video(s.url + "/v1/predict", clip, SENTENCES_6, token=other) for _ in range(4)]
         assert [a[0] for a in answers] == [200] * 4
         assert len({round(a[1]["score"], 6) for a in answers}) == 1  # every worker, the same model
         assert s.output().count("loaded; backend torch") == 2  # once per worker process, not per request
