@@ -80,7 +80,7 @@ def uploads(tmp_path_factory) -> Path:
 def service(trained, uploads):
     """The service with a token, a 1 MB upload limit, a 6 s duration limit and a queue of one."""
     with ServiceProcess(trained, "--token", TOKEN, "--max-upload-mb", "1", "--max-seconds", "6", "--queue", "1",
-                        "--tmp-dir", str(uploads), "--threads", "1") as s:
+                        "--tmp-dir", str(uploads), "--threads", "1", "--upload-timeout", "3") as s:
         yield s
 
 
@@ -107,6 +107,7 @@ def test_every_other_endpoint_needs_the_token(service, media_dir, token):
     assert status == 401 and headers.get("www-authenticate") == "Bearer"
     assert body["error"].startswith(("missing token", "wrong token")) and body["status"] == 401
     assert post_video(service.url + "/v1/predict", clip, SENTENCES_6, token=token)[0] == 401
+    assert post_video(service.url + "/v1/timeline", clip, SENTENCES_6, token=token)[0] == 401
     assert call(service.url + "/v1/predict/features", data=b"{}", content_type="application/json",
                 token=token)[0] == 401
 
@@ -200,6 +201,8 @@ def test_bad_requests_get_their_status_and_one_line(service, media_dir, long_vid
         (post_video(url, None, "words"), 422, "no video: send the file in the multipart form field 'video'"),
         (post_video(url, empty, "words"), 422, "the uploaded video is empty (0 bytes)"),
         (post_video(url, junk, "words"), 415, "not a video: unreadable or corrupt video file"),
+        (post_video(service.url + "/v1/timeline", media_dir / "bad" / "good.mp4", "words", segments="0.5"), 422,
+         "segments: expected a window of at least 1 s, found '0.5'"),
         (post_video(url, big, "words"), 413, "the request is 1.2 MB, over the limit of 1 MB (--max-upload-mb)"),
         (post_video(url, long_video, "words"), 422, "the video lasts 8.0 s, over the limit of 6 s (--max-seconds)"),
         (post_video(url, media_dir / "bad" / "noaudio.mp4", "words"), 422,
@@ -212,7 +215,7 @@ def test_bad_requests_get_their_status_and_one_line(service, media_dir, long_vid
     for (status, body, _), want_status, want in cases:
         assert (status, body.get("status")) == (want_status, want_status), (want, body)
         assert body["error"].startswith(want), body
-        assert "\n" not in body["error"]
+        assert "\n" not in body["error"] and "emodistill-serve-" not in body["error"]  # no server path either
     status, body, _ = call(url, data=b"x" * 10, content_type="multipart/form-data; boundary=zzz")
     assert (status, body) == (400, {"error": "Invalid multipart data.", "status": 400})
     assert call(service.url + "/v1/nothing")[:2] == (404, {"error": "Not Found", "status": 404})
@@ -311,3 +314,70 @@ def test_serve_refuses_bad_options_in_one_line(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"emodistill serve: error: --host 127.0.0.1 --port {port}: cannot listen there") and \
         err.count("\n") == 1
+
+
+def _raw(service, request: bytes, wait: float = 0.0) -> tuple[int, dict]:
+    """Send raw bytes (headers and perhaps part of a body), optionally stall, and read the answer."""
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        sock.sendall(request)
+        time.sleep(wait)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data and b'"status"' in data:
+                break
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_a_stalled_upload_gets_408_and_frees_its_place(service):
+    head = (f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 5000\r\n\r\n").encode()
+    status, body = _raw(service, head + b"--b\r\nContent-Disposition: form-data; name=", wait=4)
+    assert (status, body) == (408, {"error": "the request body did not arrive within 3 s (--upload-timeout)",
+                                    "status": 408})
+    assert call(service.url + "/v1/health", token=None)[1]["queue"]["admitted"] == 0
+
+
+def test_chunked_bodies_and_foreign_hosts_are_refused(service):
+    chunked = (f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+               "Transfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n\r\n0\r\n\r\n").encode()
+    status, body = _raw(service, chunked)
+    assert status == 411 and body["error"].startswith("the request has no Content-Length")
+    status, body, _ = call(service.url + "/v1/health", token=None, headers={"Host": "rebind.example:8000"})
+    assert status == 400
+    assert body["error"] == ("Host 'rebind.example': this service listens on a loopback address and answers only "
+                             "requests for 127.0.0.1, localhost or [::1]")
+
+
+def test_a_checkpoint_without_extraction_serves_features_only(aligned_pkl, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "dmd", "--data", str(aligned_pkl), "--epochs", "1", "--quiet", "--run-dir",
+                 str(run), "--train.update_every", "1", "--model.d_model", "8", "--model.num_heads", "2",
+                 "--model.nlevels", "1", "--model.gd_size_homo", "8", "--model.gd_size_hetero", "4"]) == 0
+    data = load_dataset(aligned_pkl)
+    with ServiceProcess(run / "best.ckpt", "--threads", "1") as s:
+        status, info, _ = call(s.url + "/v1/model", token=None)
+        assert status == 200 and info["videos"] is False and info["extraction"] is None
+        assert info["features"]["audio"] == f"(L, {data.spec.feature_dims['audio']})"
+        clip = Path(__file__).with_name("data")  # any file: the service refuses before reading it as video
+        status, body, _ = post_video(s.url + "/v1/predict", next(p for p in clip.rglob("*") if p.is_file()),
+                                     "words", token=None)
+        assert status == 422 and body["error"].startswith("this model predicts from features only")
+        row = {k: getattr(data.test, k)[0].tolist() for k in ("text", "audio", "vision")}
+        if data.spec.has_text_bert:
+            row["text_bert"] = data.test.text_bert[0].tolist()
+        status, body, _ = call(s.url + "/v1/predict/features", token=None, data=json.dumps(row).encode(),
+                               content_type="application/json")
+        assert status == 200, body
+        model, _ = load_checkpoint(run / "best.ckpt")
+        with torch.no_grad():
+            expected = float(model(next(iter(BatchLoader(data.test, 1, shuffle=False)))).prediction.view(-1)[0])
+        assert abs(body["score"] - expected) < 1e-5
+        short = {**row, "audio": row["audio"][:-1]}  # aligned: one row per word
+        status, body, _ = call(s.url + "/v1/predict/features", token=None, data=json.dumps(short).encode(),
+                               content_type="application/json")
+        assert status == 422 and body["error"].startswith("audio: expected shape (")

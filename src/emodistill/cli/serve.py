@@ -19,9 +19,10 @@ at /docs, both served by the package itself (no internet needed).
   GET  /v1/model              model, data spec, labels, extraction record, backend, limits
   GET  /v1/health             200 once the model is loaded (no token needed)
 
-Errors are JSON {"error": one line, "status": code}: 401 token, 411/413 body length, 415 not a video, 422
-bad request (empty upload, too long, no face or no audio, wrong feature shapes), 503 queue full (with
-Retry-After). Binds to 127.0.0.1 unless --host says otherwise.
+Errors are JSON {"error": one line, "status": code}: 401 token, 408 body too slow, 411/413 body length, 415
+not a video, 422 bad request (empty upload, too long, no face or no audio, wrong feature shapes), 503 queue
+full (with Retry-After). Binds to 127.0.0.1 unless --host says otherwise; on loopback only requests naming a
+loopback host are served. The webcam of the page needs a secure context: localhost, or https in front.
 """
 FORMATTER = argparse.RawDescriptionHelpFormatter
 PARENTS = [common.device_option("cpu", devices="cpu, cuda, cuda:N"), common.verbose_option(common.VIDEO_VERBOSE_HELP)]
@@ -47,8 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="longest video /v1/predict accepts, in seconds (default 60)")
     p.add_argument("--max-timeline-seconds", type=float, default=1800.0,
                    help="longest video /v1/timeline accepts, in seconds (default 1800)")
-    p.add_argument("--tmp-dir", help="where uploads are written, in a private directory removed after each "
-                                     "request (default: the system's temporary directory)")
+    p.add_argument("--upload-timeout", type=float, default=60.0,
+                   help="seconds an admitted request may take to send its body (default 60); slower gets 408")
+    p.add_argument("--tmp-dir", help="where uploads are written: a private directory per request, removed after "
+                                     "it (default: the system's temporary directory)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--checkpoint: no such file: {args.checkpoint}")
     if args.tmp_dir and not Path(args.tmp_dir).is_dir():
         raise FileNotFoundError(f"--tmp-dir: no such directory: {args.tmp_dir}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads: expected a number >= 1, found {args.threads}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     settings = ServeSettings(
         checkpoint=str(Path(args.checkpoint).resolve()), backend=args.backend, device=args.device, threads=threads,
         token=args.token or os.environ.get(TOKEN_ENV) or None, max_upload_mb=args.max_upload_mb,
         max_seconds=args.max_seconds, max_timeline_seconds=args.max_timeline_seconds, queue=args.queue,
-        tmp_dir=args.tmp_dir,
+        upload_timeout=args.upload_timeout, tmp_dir=args.tmp_dir, host=args.host,
     )
     _check_checkpoint(settings.checkpoint)
     _check_port(args.host, args.port)

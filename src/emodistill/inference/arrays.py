@@ -66,6 +66,19 @@ def _length(arrays: dict[str, Any], key: str, stored: int) -> int:
     return int(value)
 
 
+def _check_bert_rows(text_bert: np.ndarray) -> None:
+    """Row 0 token ids (whole numbers >= 0), row 1 the attention mask and row 2 segment ids (0/1), with at
+    least one attended token: what a BERT text encoder can read."""
+    ids, mask, segments = text_bert
+    if (ids < 0).any() or (ids != np.round(ids)).any():
+        raise FeatureShapeError("text_bert: row 0 (token ids) expected whole numbers >= 0, found others")
+    for name, row in (("1 (attention mask)", mask), ("2 (segment ids)", segments)):
+        if not np.isin(row, (0.0, 1.0)).all():
+            raise FeatureShapeError(f"text_bert: row {name} expected 0 or 1, found other values")
+    if not mask.any():
+        raise FeatureShapeError("text_bert: row 1 (attention mask) expected at least one 1, found none")
+
+
 def _pad(x: np.ndarray, length: int, axis: int) -> np.ndarray:
     width = [(0, 0)] * x.ndim
     width[axis] = (0, length - x.shape[axis])
@@ -96,6 +109,7 @@ def feature_split(spec: DatasetSpec, arrays: dict[str, Any]) -> SplitData:
         if text_bert.shape != (3, n_words):
             raise FeatureShapeError(f"text_bert: expected shape (3, {n_words}) (text has {n_words} rows), "
                                     f"found {tuple(text_bert.shape)}")
+        _check_bert_rows(text_bert)
         text_bert = _pad(text_bert, lens["text"], axis=1)
     frames, kept = {}, {}
     for m in FRAME_MODALITIES:

@@ -22,10 +22,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,7 +48,9 @@ NO_TRANSCRIPT = ("no transcript: send what is said in the form field 'transcript
 TRANSCRIPT_HELP = "what is said; if absent, speech recognition when the model's extraction has it"
 UNSUPPORTED = ("unreadable or corrupt video file", "no video stream")
 """Starts of the extraction errors that mean 'not a video' (415); every other one is 422."""
-ERRORS = {code: {"model": ErrorBody} for code in (401, 411, 413, 415, 422, 503)}
+MIN_WINDOW_S = 1.0
+"""Shortest timeline window the service computes (a 1800-s video then has at most 1800 segments)."""
+ERRORS = {code: {"model": ErrorBody} for code in (401, 408, 411, 413, 415, 422, 503)}
 
 
 class ApiError(Exception):
@@ -76,28 +79,35 @@ class Service:
         self.root: Path | None = None
 
     def start(self) -> None:
+        import tempfile
+
         import torch
 
         s = self.settings
         if s.threads:
             torch.set_num_threads(s.threads)
-        self.root = make_root(s.tmp_dir)
         self.predictor = self.jobs.submit(
             lambda: Predictor.from_checkpoint(s.checkpoint, device=s.device, backend=s.backend, threads=s.threads,
                                               videos=False))
+        self.root = make_root(s.tmp_dir)
+        # This process serves requests only: the multipart parser's spool files (parts over 1 MB, unnamed and
+        # already unlinked) go to the private root too, not to the shared temporary directory.
+        tempfile.tempdir = str(self.root)
         if self.predictor.extractor is not None:
             self.predictor.extractor.no_transcript = NO_TRANSCRIPT
         log.info("emodistill serve: %s (%s) loaded; backend %s", Path(s.checkpoint).name,
                  self.predictor.checkpoint.get("model_name"), self.predictor.backend)
 
     def stop(self) -> None:
-        if self.predictor is not None:
-            self.jobs.submit(self.predictor.close)
-        self.jobs.shutdown()
-        if self.root is not None:
-            import shutil
+        import shutil
 
-            shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            self.jobs.shutdown()  # waiting jobs are cancelled, the running one finishes
+            if self.predictor is not None:
+                self.predictor.close()
+        finally:
+            if self.root is not None:
+                shutil.rmtree(self.root, ignore_errors=True)
 
     def _video(self, path: Path, limit: float, option: str) -> None:
         """In the model thread: refuse a file that is not a video or is too long, before decoding it."""
@@ -128,7 +138,11 @@ class Service:
             if size == 0:
                 raise ApiError(422, "the uploaded video is empty (0 bytes)")
             text = save_text(transcript, directory) if transcript and transcript.strip() else None
-            result, waited = await self.run(fn, path, *args, text)
+            try:
+                result, waited = await self.run(fn, path, *args, text)
+            except ApiError as e:  # the reason may quote the file: name the upload, not the server's path
+                e.message = e.message.replace(f"'{path}'", "the upload").replace(str(path), "the upload")
+                raise
         result = {"version": __version__, **result, "video": _display_name(video.filename)}
         result["seconds"] = {**result.get("seconds", {}), "queue": round(waited, 4),
                              "request": round(time.perf_counter() - t0, 4)}
@@ -193,8 +207,8 @@ def _segments(value: str) -> str | float:
         seconds = float(value)
     except ValueError:
         raise ApiError(422, f"segments: expected 'auto' or a number of seconds, found {value!r}") from None
-    if not seconds > 0:
-        raise ApiError(422, f"segments: expected a window length > 0 seconds, found {value!r}")
+    if not seconds >= MIN_WINDOW_S:
+        raise ApiError(422, f"segments: expected a window of at least {MIN_WINDOW_S:g} s, found {value!r}")
     return seconds
 
 
@@ -204,15 +218,20 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service.start()
-        yield
-        service.stop()
+        try:
+            service.start()
+            yield
+        finally:
+            await run_in_threadpool(service.stop)
 
     app = FastAPI(title="emodistill", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multimodal sentiment of a video (language, audio, vision) with a DMD-family model. "
                               "With a token, every /v1 endpoint but /v1/health needs 'Authorization: Bearer'.")
     app.state.service = service
-    app.add_middleware(Guard, token=settings.token, max_bytes=settings.max_upload_bytes, jobs=service.jobs)
+    # documents the scheme (Swagger's "Authorize" button); the check itself is the Guard middleware's
+    bearer = [Depends(HTTPBearer(auto_error=False))] if settings.token else []
+    app.add_middleware(Guard, token=settings.token, max_bytes=settings.max_upload_bytes, jobs=service.jobs,
+                       upload_timeout=settings.upload_timeout, loopback_only=settings.loopback)
     static = resources.files("emodistill.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.mount("/swagger", StaticFiles(directory=str(resources.files("fastapi_offline") / "static")), name="swagger")
@@ -239,7 +258,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="emodistill API",
                                    swagger_js_url="/swagger/swagger-ui-bundle.js",
                                    swagger_css_url="/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/swagger/favicon.png")
+                                   swagger_favicon_url="/swagger/favicon.png",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no call to swagger.io
 
     @app.get("/v1/health", response_model=Health)
     async def health():
@@ -247,18 +267,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return {"status": "ready", "version": __version__,
                 "queue": {"admitted": service.jobs.admitted, "capacity": service.jobs.capacity}}
 
-    @app.get("/v1/model", response_model=ModelInfo, responses=ERRORS)
+    @app.get("/v1/model", response_model=ModelInfo, responses={401: {"model": ErrorBody}}, dependencies=bearer)
     async def model():
         """The model, its data spec, labels, extraction record, backend and the service's limits."""
         return service.model_info()
 
-    @app.post("/v1/predict", responses={200: {"model": Prediction}, **ERRORS})
+    @app.post("/v1/predict", responses={200: {"model": Prediction}, **ERRORS}, dependencies=bearer)
     async def predict(video: Annotated[UploadFile, File(description="the video file (mp4, webm, mkv, ...)")],
                       transcript: Annotated[str | None, Form(description=TRANSCRIPT_HELP)] = None):
         """The sentiment of one video: what `emodistill predict VIDEO` prints, plus version and timings."""
         return JSONResponse(await service.upload_job(video, transcript, service.predict_video))
 
-    @app.post("/v1/timeline", responses={200: {"model": Timeline}, **ERRORS})
+    @app.post("/v1/timeline", responses={200: {"model": Timeline}, **ERRORS}, dependencies=bearer)
     async def timeline(video: Annotated[UploadFile, File(description="a long video")],
                        transcript: Annotated[str | None, Form(description=TRANSCRIPT_HELP)] = None,
                        segments: Annotated[str, Form(description="'auto' (utterances) or a window in seconds")]
@@ -266,7 +286,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         """A long video as scored segments: what `emodistill predict VIDEO --segments` prints."""
         return JSONResponse(await service.upload_job(video, transcript, service.timeline, _segments(segments)))
 
-    @app.post("/v1/predict/features", responses={200: {"model": Prediction}, **ERRORS})
+    @app.post("/v1/predict/features", responses={200: {"model": Prediction}, **ERRORS}, dependencies=bearer)
     async def predict_features(body: FeatureRequest):
         """The sentiment of one clip from its stored features (a row of its MMSA pickle), for any checkpoint."""
         t0 = time.perf_counter()

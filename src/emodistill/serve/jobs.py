@@ -76,4 +76,5 @@ class JobQueue:
         return self._executor.submit(fn, *args).result()
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Cancel the waiting jobs, let the running one finish."""
+        self._executor.shutdown(wait=True, cancel_futures=True)

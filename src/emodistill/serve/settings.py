@@ -26,7 +26,11 @@ class ServeSettings:
         max_seconds: longest accepted video for ``/v1/predict``; longer gets 422.
         max_timeline_seconds: longest accepted video for ``/v1/timeline``.
         queue: requests admitted at once per worker process (running + waiting); one more gets 503.
+        upload_timeout: seconds a request may take to send its body once admitted; slower gets 408 (a stalled
+            client must not hold a place in the queue).
         tmp_dir: where the private upload directories are made (default: the system's temporary directory).
+        host: the address bound; on a loopback address only requests naming a loopback host are served
+            (a web page from elsewhere cannot reach the service through DNS rebinding).
     """
 
     checkpoint: str
@@ -38,18 +42,26 @@ class ServeSettings:
     max_seconds: float = 60.0
     max_timeline_seconds: float = 1800.0
     queue: int = 4
+    upload_timeout: float = 60.0
     tmp_dir: str | None = None
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_mb", "max_seconds", "max_timeline_seconds"):
+        for name in ("max_upload_mb", "max_seconds", "max_timeline_seconds", "upload_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')}: expected a number > 0, found {getattr(self, name)}")
         if self.queue < 1:
             raise ValueError(f"--queue: expected a number >= 1, found {self.queue}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads: expected a number >= 1, found {self.threads}")
-        if self.token is not None and not self.token.strip():
-            raise ValueError("--token: expected a non-empty string")
+        if self.token is not None and not (self.token.isascii() and self.token.isprintable()
+                                           and self.token == self.token.strip() and self.token):
+            raise ValueError("--token: expected printable ASCII without spaces at either end (it travels in an "
+                             "HTTP header), found another string")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1")
 
     @property
     def max_upload_bytes(self) -> int:

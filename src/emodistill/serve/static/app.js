@@ -5,7 +5,8 @@ const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const MODS = { text: "L", audio: "A", vision: "V" };
 const state = { token: sessionStorage.getItem("emodistill-token") || "", file: null, stream: null, live: false,
-                model: null };
+                liveRun: 0, model: null };
+const MAX_UNANSWERED = 2;  // live windows in flight at once; more are skipped rather than queued
 
 // ---- talking to the service ------------------------------------------------------------------------------
 function headers() {
@@ -88,9 +89,18 @@ function showVideo(blob) {
   player.hidden = false;
 }
 
+function range() {
+  return state.model ? state.model.labels.range : [-3, 3];
+}
+
 async function predictFile() {
   if (!state.file) return;
   fail("");
+  const limit = state.model && state.model.limits.max_upload_mb;
+  if (limit && state.file.size > limit * 1e6) {
+    fail(`the file is ${(state.file.size / 1e6).toFixed(1)} MB, over the service's limit of ${limit} MB`);
+    return;
+  }
   const timeline = $("as-timeline").checked;
   const form = videoForm(state.file, state.file.name);
   if (timeline) form.append("segments", $("segments").value);
@@ -108,6 +118,14 @@ async function predictFile() {
 }
 
 async function startCamera() {
+  if (!window.isSecureContext || !navigator.mediaDevices) {
+    fail("the camera needs a secure page: open the service as http://localhost or 127.0.0.1, or over https");
+    return;
+  }
+  if (!window.MediaRecorder) {
+    fail("this browser cannot record (no MediaRecorder)");
+    return;
+  }
   try {
     state.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
   } catch (e) {
@@ -148,6 +166,7 @@ async function recordOnce() {
   fail("");
   const seconds = Number($("window-s").value);
   busy(`recording ${seconds} s…`);
+  $("record").disabled = $("live").disabled = true;
   try {
     const blob = await recordClip(seconds);
     showVideo(blob);
@@ -157,37 +176,63 @@ async function recordOnce() {
     fail(e.message);
   } finally {
     busy("");
+    $("record").disabled = $("live").disabled = false;
   }
 }
 
 // Live mode: record window after window; each is sent as soon as it is recorded, while the next one records.
+// A run has a number: pressing Stop ends it after its current window (that window is dropped), and Live
+// stays disabled until it has ended, so two runs never record at once.
 async function toggleLive() {
-  state.live = !state.live;
-  $("live").classList.toggle("on", state.live);
-  $("live").textContent = state.live ? "Stop" : "Live";
-  if (!state.live) return;
+  if (state.live) {
+    state.live = false;
+    $("live").disabled = true;  // re-enabled when the running window has ended
+    return;
+  }
+  state.live = true;
+  const run = ++state.liveRun;
+  $("live").classList.add("on");
+  $("live").textContent = "Stop";
+  $("record").disabled = true;
   const seconds = Number($("window-s").value);
   const points = [];
   $("live-box").hidden = false;
   drawLive(points, seconds);
   const t0 = performance.now();
-  let sent = 0;
-  let done = 0;
-  while (state.live) {
-    const start = (performance.now() - t0) / 1000;
-    const blob = await recordClip(seconds);
-    const index = sent++;
-    postForm("/v1/predict", videoForm(blob, `live-${index}.webm`)).then((out) => {
-      points.push({ t: start + seconds / 2, score: out.score, ok: true });
-      showResult(out);
-    }).catch((e) => {
-      points.push({ t: start + seconds / 2, score: 0, ok: false, why: e.message });
-    }).finally(() => {
-      done++;
-      $("live-status").textContent = `${done} window(s) scored of ${sent} sent` +
-        (points.length && !points[points.length - 1].ok ? ` — last: ${points[points.length - 1].why}` : "");
-      drawLive(points, seconds);
-    });
+  let sent = 0, done = 0, skipped = 0;
+  const status = () => {
+    const last = points.length ? points[points.length - 1] : null;
+    $("live-status").textContent = `${done} window(s) scored of ${sent} sent` +
+      (skipped ? `, ${skipped} skipped (the service was still busy)` : "") +
+      (last && !last.ok ? ` — last: ${last.why}` : "");
+  };
+  try {
+    while (state.live && state.liveRun === run) {
+      const start = (performance.now() - t0) / 1000;
+      const blob = await recordClip(seconds);
+      if (!state.live || state.liveRun !== run) break;
+      if (sent - done >= MAX_UNANSWERED) { skipped++; status(); continue; }
+      sent++;
+      postForm("/v1/predict", videoForm(blob, "live.webm")).then((out) => {
+        points.push({ t: start + seconds / 2, score: out.score, ok: true });
+        if (state.liveRun === run) showResult(out);
+      }).catch((e) => {
+        points.push({ t: start + seconds / 2, score: 0, ok: false, why: e.message });
+      }).finally(() => {
+        done++;
+        status();
+        drawLive(points, seconds);
+      });
+    }
+  } catch (e) {
+    fail("live mode stopped: " + (e.message || e));
+  } finally {
+    if (state.liveRun === run) {
+      state.live = false;
+      $("live").classList.remove("on");
+      $("live").textContent = "Live";
+      $("live").disabled = $("record").disabled = false;
+    }
   }
 }
 
@@ -205,8 +250,9 @@ function text(parent, x, y, s, attrs) {
   return t;
 }
 
-function colour(score) {
-  return score > 0.5 ? "var(--pos)" : score < -0.5 ? "var(--neg)" : "var(--mid)";
+function colour(score) {  // neutral within a sixth of the label range around 0 (+-0.5 on -3..+3)
+  const band = (range()[1] - range()[0]) / 12;
+  return score > band ? "var(--pos)" : score < -band ? "var(--neg)" : "var(--mid)";
 }
 
 function showResult(out) {
@@ -217,7 +263,7 @@ function showResult(out) {
   score.dataset.score = out.score;
   score.className = out.score >= 0 ? "pos" : "neg";
   $("label7").textContent = out.label_7_name !== undefined ? `${out.label_7_name} (${out.label_7})` :
-    `p = ${(out.probability || 0).toFixed(2)}`;
+    out.probability !== undefined ? `p = ${out.probability.toFixed(2)}` : `score on ${range().join(" … ")}`;
   $("label2").textContent = out.label_2;
   drawGauge(out.score);
   drawBranches(out.branches || {});
@@ -229,10 +275,12 @@ function showResult(out) {
 function drawGauge(score) {
   const g = $("gauge");
   g.replaceChildren();
-  const x = (s) => 16 + (Math.max(-3, Math.min(3, s)) + 3) / 6 * 284;
-  for (let k = -3; k <= 3; k++) {
+  const [lo, hi] = range();
+  const x = (s) => 16 + (Math.max(lo, Math.min(hi, s)) - lo) / (hi - lo) * 284;
+  for (let i = 0; i <= 6; i++) {  // seven ticks over the model's label range (-3 .. +3 for MOSI/MOSEI)
+    const k = lo + (hi - lo) * i / 6;
     el("line", { x1: x(k), x2: x(k), y1: 8, y2: 22, stroke: "#999" }, g);
-    text(g, x(k) - 6, 35, (k > 0 ? "+" : "") + k);
+    text(g, x(k) - 6, 35, (k > 0 ? "+" : "") + Number(k.toFixed(2)));
   }
   el("rect", { x: 16, y: 12, width: 284, height: 6, fill: "#e5e8eb", rx: 3 }, g);
   el("circle", { cx: x(score), cy: 15, r: 7, fill: colour(score) }, g);
@@ -251,7 +299,7 @@ function drawBranches(branches) {
     for (const s of spaces) {
       const v = branches[s][m];
       const cell = row.insertCell();
-      cell.innerHTML = `<span class="bar" style="width:${Math.round(Math.abs(v) / 3 * 60)}px;background:${colour(v)}">` +
+      cell.innerHTML = `<span class="bar" style="width:${Math.round(Math.abs(v) / range()[1] * 60)}px;background:${colour(v)}">` +
         `</span> ${v.toFixed(2)}`;
     }
   }
@@ -313,8 +361,9 @@ function showTimeline(out) {
   svg.replaceChildren();
   const W = 640, H = 200, L = 30, B = 20;
   const x = (t) => L + t / Math.max(out.duration, 1e-6) * (W - L - 10);
-  const y = (s) => 10 + (3 - Math.max(-3, Math.min(3, s))) / 6 * (H - B - 10);
-  for (const k of [-3, 0, 3]) {
+  const [lo, hi] = range();
+  const y = (s) => 10 + (hi - Math.max(lo, Math.min(hi, s))) / (hi - lo) * (H - B - 10);
+  for (const k of [lo, 0, hi]) {
     el("line", { x1: L, x2: W - 10, y1: y(k), y2: y(k), stroke: k ? "#eee" : "#999" }, svg);
     text(svg, 4, y(k) + 4, (k > 0 ? "+" : "") + k);
   }
@@ -345,8 +394,9 @@ function drawLive(points, seconds) {
   const W = 640, H = 160;
   const span = Math.max(60, ...points.map((p) => p.t + seconds));
   const x = (t) => 30 + t / span * (W - 40);
-  const y = (s) => 8 + (3 - Math.max(-3, Math.min(3, s))) / 6 * (H - 24);
-  for (const k of [-3, 0, 3]) {
+  const [lo, hi] = range();
+  const y = (s) => 8 + (hi - Math.max(lo, Math.min(hi, s))) / (hi - lo) * (H - 24);
+  for (const k of [lo, 0, hi]) {
     el("line", { x1: 30, x2: W - 10, y1: y(k), y2: y(k), stroke: k ? "#eee" : "#999" }, svg);
     text(svg, 4, y(k) + 4, (k > 0 ? "+" : "") + k);
   }
