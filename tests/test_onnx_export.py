@@ -145,3 +145,63 @@ def test_cli_export_and_one_line_refusals(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "model 'dmd' cannot be exported to ONNX: torch._dynamo.exc.Unsupported: data-dependent branching" in err
     assert err.count("\n") == 1 and not (tmp_path / "r.onnx").exists()
+
+
+BASELINES = {  # tiny configs; ef_lstm reads aligned data only
+    "late_fusion": (UNALIGNED, dict(hidden=8)),
+    "ef_lstm": (ALIGNED, dict(hidden=8, num_layers=2)),
+    "lf_dnn": (UNALIGNED, dict(text_hidden=8, audio_hidden=4, vision_hidden=8, text_out=8, post_fusion_dim=8)),
+    "lmf": (UNALIGNED, dict(text_hidden=8, audio_hidden=4, vision_hidden=8, text_out=4, rank=2)),
+    "self_mm": (UNALIGNED, dict(a_lstm_hidden_size=4, v_lstm_hidden_size=4, audio_out=4, video_out=4,
+                                post_fusion_dim=8, post_text_dim=4, post_audio_dim=4, post_video_dim=4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baselines_export_with_per_sample_lengths(tmp_path, name):
+    """LSTM baselines stop each sequence at its own length (packed in PyTorch); the graph reads the top
+    layer's state at that step instead. Checked on a batch whose texts and audio/vision lengths differ."""
+    import subprocess
+    import sys
+
+    spec, cfg = BASELINES[name]
+    ckpt, model = _checkpoint(tmp_path, name, spec, cfg)
+    # the CLI, one export per process: a second LSTM export in one process comes out with fixed lengths
+    # (state inside torch.export), which the export's own check refuses
+    out = tmp_path / f"{name}.onnx"
+    done = subprocess.run([sys.executable, "-m", "emodistill", "export", str(ckpt), "-o", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    onnx_model = OnnxModel(tmp_path / f"{name}.onnx", threads=1)
+    x = example_inputs(spec, ["text", "audio", "vision"] + ([] if spec.aligned else ["audio_lengths",
+                                                                                    "vision_lengths"]), 3, seed=7)
+    x["text"][1, 5:] = 0  # a 5-word text beside full ones (the text length is its non-zero rows)
+    x["text"][2, 9:] = 0
+    if not spec.aligned:
+        assert len(set(x["audio_lengths"].tolist())) > 1  # per-sample audio lengths too
+    with torch.no_grad():
+        ref = model.inference_outputs(x)
+    got = onnx_model.inference_outputs(x)
+    np.testing.assert_allclose(got["prediction"].numpy(), ref["prediction"].numpy(), atol=1e-5, rtol=0)
+    full = {**x, "text": x["text"] + (x["text"] == 0) * 0.5}  # every sequence at its full length
+    if not spec.aligned:
+        full.update({f"{m}_lengths": torch.full((3,), spec.seq_lens[m]) for m in ("audio", "vision")})
+    with torch.no_grad():  # the lengths matter: the test would see a graph that ignored them
+        full = model.inference_outputs(full)["prediction"]
+    if name != "late_fusion":
+        assert not torch.allclose(full[1:], ref["prediction"][1:], atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "cfg", "reason"), [
+    ("misa", dict(hidden_size=8, fusion_ff=16),
+     "model 'misa' cannot be exported to ONNX: NotImplementedError: MISA's bidirectional RNNs over packed sequences"),
+    # torch.export fixes the batch axis of vision_lengths in TFN's graph; the export's own check finds it
+    ("tfn", dict(text_hidden=8, audio_hidden=4, vision_hidden=4, text_out=4, post_fusion_dim=8),
+     "ONNX Runtime cannot run the graph at batch 1"),
+])
+def test_models_without_an_export_are_refused_in_one_line(tmp_path, capsys, name, cfg, reason):
+    ckpt, _ = _checkpoint(tmp_path, name, UNALIGNED, cfg)
+    assert main(["export", str(ckpt), "-o", str(tmp_path / f"{name}.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert reason in err, err
+    assert err.count("\n") == 1 and not (tmp_path / f"{name}.onnx").exists()

@@ -156,7 +156,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, heads: bool = Tru
                               f"{_reason(e)}") from e
         meta["inputs"] = _graph_inputs(raw)  # the exporter drops inputs the model never reads
         if verify:
-            meta["check"] = verify_onnx(raw, model, spec, names, outputs, heads, dynamic_lengths)
+            meta["check"] = verify_onnx(raw, model, spec, names, outputs, heads, dynamic_lengths, label=str(checkpoint))
         proto = _with_metadata(raw, meta)
     atomic_write(output, lambda tmp: tmp.write_bytes(proto.SerializeToString()))
     return meta
@@ -209,8 +209,10 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def verify_onnx(path: Path, model: nn.Module, spec: DatasetSpec, names: list[str], outputs: list[str], heads: bool,
-                dynamic_lengths: bool) -> dict:
-    """ONNX Runtime against PyTorch eval on fresh inputs; returns ``{"max_abs_diff", "cases"}``."""
+                dynamic_lengths: bool, label: str | None = None) -> dict:
+    """ONNX Runtime against PyTorch eval on fresh inputs; returns ``{"max_abs_diff", "cases"}``. ``label``
+    names the model in messages (default: ``path``)."""
+    label = label or str(path)
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -223,11 +225,15 @@ def verify_onnx(path: Path, model: nn.Module, spec: DatasetSpec, names: list[str
         x = example_inputs(spec, names, batch, lens, seed=100 + i)
         with torch.no_grad():
             ref = model.inference_outputs(x, heads=heads)
-        got = session.run(None, {n: x[n].numpy() for n in graph_inputs})
+        try:
+            got = session.run(None, {n: x[n].numpy() for n in graph_inputs})
+        except Exception as e:  # e.g. an axis the exporter fixed although it was declared dynamic
+            raise ExportError(f"{label}: ONNX Runtime cannot run the graph at batch {batch}, lengths "
+                              f"{lens or dict(spec.seq_lens)}: {str(e).splitlines()[0]}") from e
         diff = max(float(np.abs(g - ref[k].numpy()).max()) for g, k in zip(got, outputs, strict=True))
         worst = max(worst, diff)
         done.append({"batch": batch, "lengths": lens or dict(spec.seq_lens), "max_abs_diff": diff})
         if not diff <= TOLERANCE:
-            raise ExportError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.2e} (> {TOLERANCE:g}) at batch "
+            raise ExportError(f"{label}: ONNX Runtime differs from PyTorch by {diff:.2e} (> {TOLERANCE:g}) at batch "
                               f"{batch}, lengths {lens or dict(spec.seq_lens)}")
     return {"max_abs_diff": worst, "cases": done}

@@ -168,6 +168,8 @@ class UtteranceRNN(nn.Module):
         return state[0] if isinstance(state, tuple) else state  # LSTM (h, c) -> h: (2, B, D)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        if torch.compiler.is_exporting():  # torch.export cannot trace packed sequences
+            raise NotImplementedError("MISA's bidirectional RNNs over packed sequences have no export path")
         lengths = lengths.cpu()  # pack_padded_sequence wants CPU lengths
         out1 = self.rnn1(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
         h1 = self._final(out1)  # (2, B, D); enforce_sorted=False returns states in batch order

@@ -45,11 +45,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from emodistill.models.base import MERModel, ModelOutput, task_loss
 from emodistill.models.layers.masking import text_mask
-from emodistill.models.layers.pooling import masked_mean
+from emodistill.models.layers.pooling import last_hidden, masked_mean
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
 from emodistill.spec import MODALITIES, DatasetSpec
@@ -269,11 +268,9 @@ class SequenceEncoder(nn.Module):
         self.linear = nn.Linear(hidden, out_dim)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        # pack_padded_sequence needs CPU lengths >= 1; an empty clip reads its first (zero) step
-        lengths = lengths.detach().to("cpu", torch.int64).clamp(1, x.shape[1])
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        _, (h_n, _) = self.rnn(packed)  # h_n: (layers, B, hidden), rows in the input order
-        return self.linear(self.dropout(h_n[-1]))  # (B, out_dim)
+        # packing needs lengths >= 1: an empty clip reads its first (zero) step
+        lengths = lengths.detach().to(torch.int64).clamp(1, x.shape[1])
+        return self.linear(self.dropout(last_hidden(self.rnn, x, lengths)))  # (B, out_dim)
 
 
 class Head(nn.Module):
