@@ -85,6 +85,7 @@ function useFile(file) {
 function showVideo(blob) {
   const player = $("player");
   if (player.src) URL.revokeObjectURL(player.src);
+  $("player-note").hidden = true;
   player.src = URL.createObjectURL(blob);
   player.hidden = false;
 }
@@ -421,6 +422,10 @@ drop.addEventListener("drop", (e) => {
   e.preventDefault();
   drop.classList.remove("over");
   if (e.dataTransfer.files.length) useFile(e.dataTransfer.files[0]);
+});
+$("player").addEventListener("error", () => {  // e.g. H.264 in a browser built without it: the service decodes
+  $("player").hidden = true;                   // the file itself, so only the preview is lost
+  $("player-note").hidden = false;
 });
 $("predict").addEventListener("click", predictFile);
 $("camera").addEventListener("click", startCamera);
