@@ -66,12 +66,15 @@ def _length(arrays: dict[str, Any], key: str, stored: int) -> int:
     return int(value)
 
 
-def _check_bert_rows(text_bert: np.ndarray) -> None:
-    """Row 0 token ids (whole numbers >= 0), row 1 the attention mask and row 2 segment ids (0/1), with at
-    least one attended token: what a BERT text encoder can read."""
+def _check_bert_rows(text_bert: np.ndarray, vocab_size: int | None) -> None:
+    """Row 0 token ids (whole numbers in ``[0, vocab_size)``), row 1 the attention mask and row 2 segment ids
+    (0/1), with at least one attended token: what a BERT text encoder can read."""
     ids, mask, segments = text_bert
     if (ids < 0).any() or (ids != np.round(ids)).any():
         raise FeatureShapeError("text_bert: row 0 (token ids) expected whole numbers >= 0, found others")
+    if vocab_size is not None and ids.max(initial=0) >= vocab_size:
+        raise FeatureShapeError(f"text_bert: row 0 (token ids) expected ids < {vocab_size} (the text model's "
+                                f"vocabulary), found {int(ids.max())}")
     for name, row in (("1 (attention mask)", mask), ("2 (segment ids)", segments)):
         if not np.isin(row, (0.0, 1.0)).all():
             raise FeatureShapeError(f"text_bert: row {name} expected 0 or 1, found other values")
@@ -85,9 +88,10 @@ def _pad(x: np.ndarray, length: int, axis: int) -> np.ndarray:
     return np.pad(x, width)
 
 
-def feature_split(spec: DatasetSpec, arrays: dict[str, Any]) -> SplitData:
+def feature_split(spec: DatasetSpec, arrays: dict[str, Any], vocab_size: int | None = None) -> SplitData:
     """Validate ``arrays`` (key -> nested lists or arrays, see the module docstring) against ``spec`` and return
-    them as a one-row split padded to the trained lengths.
+    them as a one-row split padded to the trained lengths; ``vocab_size`` bounds the ``text_bert`` ids (the
+    model's text encoder, when it has one).
 
     Raises:
         FeatureShapeError: a key is missing, not numeric, or has the wrong shape (one line naming the key,
@@ -109,7 +113,7 @@ def feature_split(spec: DatasetSpec, arrays: dict[str, Any]) -> SplitData:
         if text_bert.shape != (3, n_words):
             raise FeatureShapeError(f"text_bert: expected shape (3, {n_words}) (text has {n_words} rows), "
                                     f"found {tuple(text_bert.shape)}")
-        _check_bert_rows(text_bert)
+        _check_bert_rows(text_bert, vocab_size)
         text_bert = _pad(text_bert, lens["text"], axis=1)
     frames, kept = {}, {}
     for m in FRAME_MODALITIES:
@@ -133,6 +137,13 @@ def feature_split(spec: DatasetSpec, arrays: dict[str, Any]) -> SplitData:
         ids=["features"],
         raw_text=[""],
     )
+
+
+def vocab_size(model: Any) -> int | None:
+    """The vocabulary of ``model``'s Hugging Face text encoder (``model.text_model.model.config``), if any."""
+    text_model = getattr(model, "text_model", None)
+    config = getattr(getattr(text_model, "model", None), "config", None)
+    return getattr(config, "vocab_size", None)
 
 
 def one_row_batch(split: SplitData, device: torch.device) -> dict[str, torch.Tensor]:

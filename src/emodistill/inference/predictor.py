@@ -32,7 +32,7 @@ from emodistill.extract.config import ExtractConfig
 from emodistill.extract.features import normalize, pad, sequences
 from emodistill.extract.labels import VIDEO_EXTENSIONS
 from emodistill.extract.transcript import video_transcript
-from emodistill.inference.arrays import feature_split, one_row_batch
+from emodistill.inference.arrays import feature_split, one_row_batch, vocab_size
 from emodistill.metrics.stats import records_csv
 from emodistill.models.dmd.gd_unit import EDGE_NAMES
 from emodistill.models.dmd.model import MODS as DMD_MODALITIES
@@ -179,7 +179,7 @@ class Predictor:
         Raises:
             FeatureShapeError: a key is missing or has the wrong shape.
         """
-        batch = one_row_batch(feature_split(self.spec, arrays), self.device)
+        batch = one_row_batch(feature_split(self.spec, arrays, vocab_size(self.model)), self.device)
         return self._result(batch, {})
 
     def _result(self, batch: dict[str, torch.Tensor], seconds: dict[str, float]) -> dict[str, Any]:
