@@ -9,7 +9,8 @@ Endpoints (``/docs`` shows them; ``/openapi.json`` is their schema):
 * ``GET /v1/model``: the model, its data spec, labels, extraction record and limits;
 * ``GET /v1/health``: 200 once the model is loaded (no token needed).
 
-Every error is ``{"error": one line, "status": code}`` (:func:`emodistill.serve.guard.error_body`). The model
+Every error is ``{"error": one line, "status": code}`` (:func:`emodistill.serve.guard.error_body`, and the
+handlers below). The model
 and the extraction models load once per worker process, at start-up, on the one thread that runs them.
 """
 
@@ -35,7 +36,7 @@ from emodistill import __version__
 from emodistill.extract.errors import ExtractError
 from emodistill.inference.arrays import FeatureShapeError, feature_keys
 from emodistill.inference.predictor import LABEL_7_NAMES, CheckpointNotPredictable, Predictor
-from emodistill.serve.guard import Guard, error_body
+from emodistill.serve.guard import Guard
 from emodistill.serve.jobs import JobQueue
 from emodistill.serve.schemas import ErrorBody, FeatureRequest, Health, ModelInfo, Prediction, Timeline
 from emodistill.serve.settings import ServeSettings
@@ -310,4 +311,4 @@ def app_from_env() -> FastAPI:
     return create_app(ServeSettings.from_env())
 
 
-__all__ = ["ApiError", "Service", "app_from_env", "create_app", "error_body"]
+__all__ = ["ApiError", "Service", "app_from_env", "create_app"]
