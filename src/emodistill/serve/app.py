@@ -10,8 +10,8 @@ Endpoints (``/docs`` shows them; ``/openapi.json`` is their schema):
 * ``GET /v1/health``: 200 once the model is loaded (no token needed).
 
 Every error is ``{"error": one line, "status": code}`` (:func:`emodistill.serve.guard.error_body`, and the
-handlers below). The model
-and the extraction models load once per worker process, at start-up, on the one thread that runs them.
+handlers below). The model and the extraction models load once per worker process, at start-up, on the one
+thread that runs them.
 """
 
 from __future__ import annotations
