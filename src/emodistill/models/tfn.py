@@ -50,7 +50,10 @@ def tensor_fusion(h_a: Tensor, h_v: Tensor, h_l: Tensor) -> Tensor:
         (B, (H_a + 1) * (H_v + 1) * (H_l + 1)); entry ``(i, j, k)`` (row-major) is
         ``[1; h_a]_i * [1; h_v]_j * [1; h_l]_k``.
     """
-    z = torch.einsum("bi,bj,bk->bijk", with_one(h_a), with_one(h_v), with_one(h_l))  # (B, H_a+1, H_v+1, H_l+1)
+    a, v, t = with_one(h_a), with_one(h_v), with_one(h_l)  # (B, H_a+1), (B, H_v+1), (B, H_l+1)
+    # broadcast products rather than a three-operand einsum, whose contraction planning reads concrete sizes
+    # (torch.export then fixes the batch axis of an exported graph)
+    z = (a[:, :, None] * v[:, None, :])[:, :, :, None] * t[:, None, None, :]  # (B, H_a+1, H_v+1, H_l+1)
     return z.flatten(1)  # (B, (H_a+1)(H_v+1)(H_l+1))
 
 
