@@ -48,12 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from emodistill.extract.errors import ExtractError
     from emodistill.extract.logs import configure_third_party_logs
     from emodistill.inference.predictor import Predictor, rows_to_csv
+    from emodistill.inference.timeline import parse_segments
     from emodistill.io import atomic_write
 
     configure_third_party_logs(args.verbose)  # before anything imports mediapipe
 
     target = Path(args.video)
-    segments = _segments(args.segments)
+    segments = None if args.segments is None else parse_segments(args.segments)
     if args.workers < 1:
         raise ValueError(f"--workers: expected a number >= 1, found {args.workers}")
     if args.plot and segments is None:
@@ -85,18 +86,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     return 0
 
-
-
-def _segments(value: str | None) -> str | float | None:
-    if value is None or value == "auto":
-        return value
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"--segments: expected 'auto' or a number of seconds, found {value!r}") from None
-    if not seconds > 0:
-        raise ValueError(f"--segments: expected a window length > 0 seconds, found {value!r}")
-    return seconds
 
 
 def _timeline(predictor, video: Path, segments: str | float, args: argparse.Namespace) -> int:

@@ -98,6 +98,25 @@ def pauses_of(audio: np.ndarray, sample_rate: int, min_len: float = MIN_PAUSE_S,
 TAIL_FRACTION = 0.05
 
 
+def parse_segments(value: str, option: str = "--segments", minimum: float | None = None) -> str | float:
+    """``auto`` or a window length in seconds (> 0, or >= ``minimum``) from the text of ``option``.
+
+    Raises:
+        ValueError: one line naming ``option``, what was expected and the value found.
+    """
+    if value == "auto":
+        return value
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{option}: expected 'auto' or a number of seconds, found {value!r}") from None
+    if minimum is not None and not seconds >= minimum:
+        raise ValueError(f"{option}: expected a window of at least {minimum:g} s, found {value!r}")
+    if not seconds > 0:
+        raise ValueError(f"{option}: expected a window length > 0 seconds, found {value!r}")
+    return seconds
+
+
 def windows(duration: float, seconds: float, words: list[Word]) -> list[Segment]:
     """Fixed ``seconds``-long windows over ``[0, duration)``, each with the words whose midpoint is inside. A
     remainder shorter than :data:`TAIL_FRACTION` of a window (the few ms of encoder padding a container adds)

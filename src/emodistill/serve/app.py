@@ -36,6 +36,7 @@ from emodistill import __version__
 from emodistill.extract.errors import ExtractError
 from emodistill.inference.arrays import FeatureShapeError, feature_keys
 from emodistill.inference.predictor import LABEL_7_NAMES, CheckpointNotPredictable, Predictor
+from emodistill.inference.timeline import parse_segments
 from emodistill.serve.guard import Guard
 from emodistill.serve.jobs import JobQueue
 from emodistill.serve.schemas import ErrorBody, FeatureRequest, Health, ModelInfo, Prediction, Timeline
@@ -202,15 +203,10 @@ def _validation_line(err: RequestValidationError) -> str:
 
 
 def _segments(value: str) -> str | float:
-    if value == "auto":
-        return value
     try:
-        seconds = float(value)
-    except ValueError:
-        raise ApiError(422, f"segments: expected 'auto' or a number of seconds, found {value!r}") from None
-    if not seconds >= MIN_WINDOW_S:
-        raise ApiError(422, f"segments: expected a window of at least {MIN_WINDOW_S:g} s, found {value!r}")
-    return seconds
+        return parse_segments(value, option="segments", minimum=MIN_WINDOW_S)
+    except ValueError as e:
+        raise ApiError(422, str(e)) from None
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
