@@ -17,6 +17,12 @@ the official MOSI hyper-parameters, at batch 1 and 16, prints milliseconds per c
   on, ``--threads`` intra-op threads; ``onnx-basic``: basic optimisations only; ``onnx-1thread``;
 * ``onnx-int8``: the graph after ONNX Runtime's dynamic int8 quantisation of its MatMul weights.
 
+It also measures how far any reorganisation of the same arithmetic could go on this machine
+(:func:`kernel_floor`): the GEMM, convolution, softmax and LayerNorm kernels that the folded path calls for
+one clip are recorded with their real inputs and replayed back to back, without the Python, the views and
+the elementwise operations in between; their total is a floor for any backend that computes the same float32
+math with these kernels.
+
 Each figure is the best of ``--reps`` interleaved rounds (load changes hit every variant alike). Also
 prints the largest difference of each backend's outputs from eager (fp32 must stay within 1e-5) and, with
 ``--checkpoint`` (a DMD/DHMD run trained on ``--data``, default synth), the test-split MAE and Acc-7 of
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compare_official import _best_times, build_pair, load_official  # noqa: E402
+from train_speed import matmul_peak_gflops  # noqa: E402
 
 from emodistill.checkpoint import build_checkpoint, save_checkpoint  # noqa: E402
 from emodistill.inference.export import export_onnx  # noqa: E402
@@ -70,6 +78,74 @@ def _batch(spec, bsz: int, seed: int = 1) -> dict[str, torch.Tensor]:
         for k in ("audio", "vision"):
             batch[f"{k}_lengths"] = torch.full((bsz,), spec.seq_lens[k])
     return batch
+
+
+KERNELS = {
+    "GEMM": ("aten.mm.", "aten.bmm.", "aten.baddbmm.", "aten.addmm.", "aten.addbmm."),
+    "convolution": ("aten.convolution.",),
+    "softmax": ("aten._softmax.",),
+    "LayerNorm": ("aten.native_layer_norm.",),
+}
+"""Kernel families replayed by :func:`kernel_floor`, by ATen op name prefix."""
+
+
+def kernel_floor(fn, reps: int) -> dict[str, float]:
+    """Milliseconds of the arithmetic kernels alone in one call of ``fn``, best of ``reps`` replays.
+
+    Records every ATen call of ``fn()`` (a TorchDispatchMode sees them after autograd and composite
+    decompositions), keeps those in :data:`KERNELS` with clones of their inputs, and times replaying them
+    back to back. ``"dispatch"`` is what the same number of calls of a one-element ATen add costs (the
+    price of calling a kernel at all, which the replay pays too). Returns ``{family: ms, ..., "total": ms,
+    "dispatch": ms, "calls": n, "ops": all ATen calls, "gemm_gflop": the GEMMs' arithmetic}``.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    recorded: list[tuple[str, object, tuple, dict]] = []
+    seen = [0]
+
+    def family(func) -> str | None:
+        name = str(func)
+        return next((f for f, prefixes in KERNELS.items() if name.startswith(prefixes)), None)
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            seen[0] += 1
+            fam = family(func)
+            if fam is not None:
+                clone = lambda a: a.clone() if isinstance(a, torch.Tensor) else a  # noqa: E731
+                recorded.append((fam, func, tuple(clone(a) for a in args), {k: clone(v) for k, v in kwargs.items()}))
+            return func(*args, **kwargs)
+
+    with torch.no_grad():
+        with Record():
+            fn()
+        best = {f: float("inf") for f in (*KERNELS, "total", "dispatch")}
+        one = torch.zeros(1)
+        for _ in range(reps):
+            spent = dict.fromkeys(KERNELS, 0.0)
+            for fam, func, args, kwargs in recorded:
+                t0 = time.perf_counter()
+                func(*args, **kwargs)
+                spent[fam] += time.perf_counter() - t0
+            for f, s in spent.items():
+                best[f] = min(best[f], 1e3 * s)
+            best["total"] = min(best["total"], 1e3 * sum(spent.values()))
+            empty = 0.0
+            for _ in recorded:
+                t0 = time.perf_counter()
+                torch.ops.aten.add.Tensor(one, one)
+                empty += time.perf_counter() - t0
+            best["dispatch"] = min(best["dispatch"], 1e3 * empty)
+    gemm = sum(_gemm_flops(args) for fam, _, args, _ in recorded if fam == "GEMM")
+    return {**best, "calls": len(recorded), "ops": seen[0], "gemm_gflop": gemm / 1e9}
+
+
+def _gemm_flops(args: tuple) -> int:
+    """2 * M * K * N (times the batch) of a recorded mm/bmm/addmm/baddbmm call: its last two operands."""
+    a, b = args[-2], args[-1]
+    batch = a.shape[0] if a.dim() == 3 else 1
+    return 2 * batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
 
 
 def bench_setting(setting: str, off, threads: int, reps: int, tmp: Path) -> dict[str, dict]:
@@ -109,6 +185,8 @@ def bench_setting(setting: str, off, threads: int, reps: int, tmp: Path) -> dict
         diffs = {name: max(float((s.inference_outputs(x)[k] - ref[k]).abs().max()) for k in ref)
                  for name, s in sessions.items()}
         results[bsz] = {"ms_per_clip": {k: 1e3 * v / bsz for k, v in times.items()}, "max_abs_diff": diffs}
+        if bsz == 1:
+            results[bsz]["kernels"] = kernel_floor(folded, reps)
     return results
 
 
@@ -142,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="synth", help="its data set (default synth)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    peak = matmul_peak_gflops(torch.device("cpu"))
     off = load_official(args.official_repo) if args.official_repo else None
     best = {}
     with tempfile.TemporaryDirectory(prefix="emodistill-bench-") as tmp:
@@ -155,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
                     diff = r["max_abs_diff"].get(name)
                     extra = f"   max |diff| vs eager {diff:.1e}" if diff is not None else ""
                     print(f"    {name:<13} {ms:9.2f} ms   x{eager / ms:5.2f}{extra}")
+            k = res[1]["kernels"]
+            parts = ", ".join(f"{f} {k[f]:.2f}" for f in KERNELS)
+            rate = k["gemm_gflop"] / (k["GEMM"] / 1e3)
+            print(f"  1 clip, folded path's kernels replayed alone: {k['total']:.2f} ms ({parts}; "
+                  f"{k['calls']} kernel calls of {k['ops']} ATen calls; calling {k['calls']} one-element adds "
+                  f"costs {k['dispatch']:.2f} ms); its GEMMs: {1e3 * k['gemm_gflop']:.0f} MFLOP at {rate:.0f} GFLOP/s, "
+                  f"{100 * rate / peak:.0f} % of this machine's {peak:.0f} GFLOP/s matmul peak")
             one = res[1]["ms_per_clip"]
             fastest = min((k for k in one if k not in ("official", "forward")), key=one.get)
             best[setting] = (one[fastest], fastest, one["eager"], one["forward"])
