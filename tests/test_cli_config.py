@@ -331,3 +331,20 @@ def test_resume_takes_the_configuration_and_seeds_of_run_yaml(mmsa_writer, tmp_p
     assert main(["train", "--resume", str(run), "--quiet"]) == 0  # finished: nothing is retrained
     out = capsys.readouterr().out
     assert "Test metrics (late_fusion, seed 7, best epoch 1 of 1)" in out and f"run directory: {run}" in out
+
+
+def test_a_runs_config_yaml_trains_again_as_a_recipe(mmsa_writer, tmp_path, capsys):
+    """A finished run's config.yaml (recipe sections plus seed, spec, environment, data_provenance) is a
+    recipe: training from it gives the same configuration and, on the same machine, the same test metrics."""
+    pkl = mmsa_writer("d.pkl", n=(16, 6, 6))
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["train", "--model", "late_fusion", "--data", str(pkl), "--epochs", "2", "--run-dir", str(first),
+                 "--seeds", "7", *TINY]) == 0
+    recorded = yaml.safe_load((first / "config.yaml").read_text())
+    assert {"seed", "spec", "environment", "data_provenance"} <= set(recorded)
+    assert make_config(first / "config.yaml") == make_config({k: recorded[k] for k in ("model", "train", "data")})
+    assert main(["train", "--config", str(first / "config.yaml"), "--run-dir", str(again), "--quiet"]) == 0
+    capsys.readouterr()
+    results = [json.loads((run / "results.json").read_text()) for run in (first, again)]
+    assert results[1]["seed"] == 7 and results[1]["model"] == "late_fusion"
+    assert results[0]["test"] == results[1]["test"]

@@ -188,12 +188,21 @@ def resolve_recipe(name_or_path: str) -> Path:
     raise FileNotFoundError(f"{name_or_path}: no such recipe file; shipped recipes: {', '.join(list_recipes())}")
 
 
+RUN_RECORD = ("seed", "spec", "environment", "data_provenance", "distributed")
+"""Top-level keys a run's ``config.yaml`` adds to its recipe sections (written by ``fit``); a recipe read
+from a run directory drops them, so a finished run's configuration can be trained again as it is."""
+
+
 def load_recipe(name_or_path: str) -> dict[str, Any]:
+    """A recipe's sections ``{model, train, data[, search]}`` from a shipped name or a YAML path (also a
+    run's ``config.yaml``: its :data:`RUN_RECORD` keys, which describe the run, are dropped)."""
     path = resolve_recipe(name_or_path)
     d = read_yaml(path) or {}
     if not isinstance(d, dict):
         raise ValueError(f"{path}: a recipe must be a mapping with sections model/train/data, "
                          f"found a {type(d).__name__}")
+    if "environment" in d or "spec" in d:  # a run's resolved configuration
+        d = {k: v for k, v in d.items() if k not in RUN_RECORD}
     for section in ("model", "train", "data"):
         if not isinstance(d.get(section) or {}, dict):
             raise ValueError(f"{path}: section '{section}' must be a mapping (e.g. model: {{name: dmd}}), "
