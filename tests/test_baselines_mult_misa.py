@@ -576,3 +576,34 @@ def test_modules_cite_their_sources():
         doc = mod.__doc__
         assert "MMSA" in doc and "singleTask" in doc
     assert asdict(MulTConfig())["d_model"] == 50 and asdict(MISAConfig())["hidden_size"] == 128
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bidirectional_padded_equals_the_packed_run(cell, monkeypatch):
+    """The export path of MISA's RNNs (no packed sequences) against PyTorch's packed run: final states of
+    both directions and every real step's output, for lengths 1..T in one batch; and the whole utterance
+    vector of UtteranceRNN under torch.export's flag equals its packed forward."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from emodistill.models.layers.pooling import bidirectional_padded
+
+    torch.manual_seed(0)
+    rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(5, 4, bidirectional=True, batch_first=True)
+    x, lengths = torch.randn(4, 7, 5), torch.tensor([7, 3, 1, 6])
+    with torch.no_grad():
+        packed_out, state = rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+        h_ref = state[0] if cell == "lstm" else state  # (2, B, H)
+        out_ref, _ = pad_packed_sequence(packed_out, batch_first=True)  # (B, 7, 8), zeros past each length
+        out, h = bidirectional_padded(rnn, x, lengths)
+    torch.testing.assert_close(h, h_ref, atol=1e-6, rtol=0)
+    real = (torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
+    torch.testing.assert_close(out * real, out_ref, atol=1e-6, rtol=0)
+    # the backward direction matters: reversing the whole padded row instead would differ for short rows
+    assert not torch.allclose(out[1, 0, 4:], rnn(x[1:2])[0][0, 0, 4:], atol=1e-4)
+
+    utt = UtteranceRNN(5, cell).eval()
+    with torch.no_grad():
+        packed = utt(x, lengths)
+        monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)  # the flag torch.export sets
+        padded = utt(x, lengths)
+    torch.testing.assert_close(padded, packed, atol=1e-6, rtol=0)

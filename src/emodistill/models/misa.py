@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emodistill.models.base import MERModel, ModelOutput, task_loss
+from emodistill.models.layers.pooling import bidirectional_padded
 from emodistill.models.layers.text_encoder import build_text_encoder
 from emodistill.models.registry import register_model
 from emodistill.spec import SHORT_NAMES, DatasetSpec
@@ -168,8 +169,10 @@ class UtteranceRNN(nn.Module):
         return state[0] if isinstance(state, tuple) else state  # LSTM (h, c) -> h: (2, B, D)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        if torch.compiler.is_exporting():  # torch.export cannot trace packed sequences
-            raise NotImplementedError("MISA's bidirectional RNNs over packed sequences have no export path")
+        if torch.compiler.is_exporting():  # torch.export cannot trace packed sequences: the padded equivalent
+            out1, h1 = bidirectional_padded(self.rnn1, x, lengths)  # (B, T, 2D), (2, B, D)
+            _, h2 = bidirectional_padded(self.rnn2, self.norm(out1), lengths)
+            return torch.cat([h1, h2], dim=2).permute(1, 0, 2).reshape(x.shape[0], -1)  # (B, 4D)
         lengths = lengths.cpu()  # pack_padded_sequence wants CPU lengths
         out1 = self.rnn1(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
         h1 = self._final(out1)  # (2, B, D); enforce_sorted=False returns states in batch order

@@ -1,5 +1,6 @@
-"""Padded sequences to one vector per sample, over the valid steps only: a masked mean and an LSTM's last
-hidden state at each sequence's own length (masks and lengths: :mod:`emodistill.models.layers.masking`)."""
+"""Padded sequences to one vector per sample, over the valid steps only: a masked mean, an LSTM's last
+hidden state at each sequence's own length, and a bidirectional RNN over padded input that equals its
+packed run (masks and lengths: :mod:`emodistill.models.layers.masking`)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,41 @@ def last_hidden(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None) -> Tensor:
         x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     _, (h_n, _) = lstm(x)  # h_n (layers, B, H)
     return h_n[-1]  # (B, H)
+
+
+def _direction(rnn: nn.LSTM | nn.GRU, x: Tensor, suffix: str) -> Tensor:
+    """One direction of a one-layer ``rnn`` (``suffix`` "" forward, "_reverse" backward weights) run forward
+    over batch-first ``x`` (B, T, D) from a zero state -> outputs (B, T, H)."""
+    params = [getattr(rnn, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    h0 = x.new_zeros(1, x.shape[0], rnn.hidden_size)
+    if isinstance(rnn, nn.LSTM):
+        return torch.lstm(x, (h0, h0), params, True, 1, 0.0, False, False, True)[0]
+    return torch.gru(x, h0, params, True, 1, 0.0, False, False, True)[0]
+
+
+def bidirectional_padded(rnn: nn.LSTM | nn.GRU, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """A one-layer bidirectional LSTM/GRU over padded ``x`` (B, T, D) as if each sequence were packed to its
+    ``lengths`` (B,) (each in ``[1, T]``), without packed sequences (which ``torch.export`` cannot trace).
+
+    The forward direction runs over the padded input; its state at step ``length - 1`` is the packed final
+    state, since the padding comes after it. The backward direction runs forward over each sequence
+    reversed *within its length* (step ``t`` reads ``x[length - 1 - t]``), so it starts at the last real
+    step as the packed run does; its outputs are put back in time order with the same index map.
+
+    Returns:
+        ``(outputs (B, T, 2H), final hidden states (2, B, H))``: the outputs equal the packed run's at every
+        step below the sequence's length (beyond it they are not zero, unlike ``pad_packed_sequence``);
+        the states are ``h_n`` of the packed run, forward then backward.
+    """
+    if not (rnn.bidirectional and rnn.num_layers == 1 and rnn.batch_first and rnn.bias):
+        raise ValueError("bidirectional_padded needs a one-layer, batch-first, biased, bidirectional RNN")
+    t = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+    last = lengths.to(torch.long).view(-1, 1) - 1  # (B, 1)
+    rev = torch.where(t <= last, last - t, t)  # (B, T): an involution, the identity on the padding
+    rows = torch.arange(x.shape[0], device=x.device)  # (B,)
+    fw = _direction(rnn, x, "")  # (B, T, H)
+    bw_rev = _direction(rnn, x[rows.unsqueeze(1), rev], "_reverse")  # (B, T, H)
+    bw = bw_rev[rows.unsqueeze(1), rev]  # back to time order
+    end = last.squeeze(1)  # (B,)
+    h_n = torch.stack([fw[rows, end], bw_rev[rows, end]])  # (2, B, H)
+    return torch.cat([fw, bw], dim=-1), h_n
