@@ -79,6 +79,29 @@ def test_l1_and_smoothed_kl():
     assert activation_distance(p, q, "kl").item() == pytest.approx(want, rel=1e-5)
 
 
+def test_soft_distance_hand_computed():
+    teacher = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    scores = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])  # softmax: (1/4, 3/4) and (1/2, 1/2)
+    got = activation_distance(torch.zeros(2, 2), teacher, "soft", student_scores=scores)
+    assert torch.allclose(got, torch.tensor([math.log(4.0), 0.0]), atol=1e-6)  # KL(teacher || softmax)
+    with pytest.raises(ValueError, match="pooled scores"):
+        activation_distance(teacher, teacher, "soft")
+
+
+def test_sparse_distances_give_no_gradient_on_disjoint_supports_and_soft_does():
+    """Why ``soft`` exists: a student's sparsemax activation whose support misses the teacher's atoms gets a
+    zero gradient on its scores from JS, KL and L1 alike (sparsemax's Jacobian is zero off the support and
+    removes constant vectors on it), while ``soft`` raises the teacher's atom."""
+    teacher = torch.tensor([[0.0, 0.0, 1.0]])
+    for kind in ("js", "l1"):
+        z = torch.tensor([[2.0, 1.8, -1.0]], requires_grad=True)  # support {0, 1}, teacher's atom 2 outside
+        activation_distance(sparsemax(z), teacher, kind).sum().backward()
+        assert torch.allclose(z.grad, torch.zeros(1, 3)), kind
+    z = torch.tensor([[2.0, 1.8, -1.0]], requires_grad=True)
+    activation_distance(sparsemax(z), teacher, "soft", student_scores=z).sum().backward()
+    assert z.grad[0, 2] < 0 and z.grad[0, 0] > 0  # descent raises atom 2's score, lowers the others
+
+
 # ---------------------------------------------------------------- fine distillation
 def test_fine_distillation_follows_the_gd_edges():
     acts = {"l": torch.tensor([[1.0, 0.0]]), "v": torch.tensor([[0.0, 1.0]]), "a": torch.tensor([[0.5, 0.5]])}
@@ -90,6 +113,16 @@ def test_fine_distillation_follows_the_gd_edges():
         w = edges[0, x] + prior[x]
         want += float(w) * activation_distance(acts[student], acts[teacher], "l1").item()
     assert fine_distillation(acts, edges, prior, "l1").item() == pytest.approx(want)
+    # soft: the student side is the softmax of its pooled scores
+    scores = {m: torch.tensor([[0.3 * i, -0.2 * i]]) for i, m in enumerate("lva")}
+    want = 0.0
+    for x, name in enumerate(EDGE_NAMES):
+        teacher, student = name.lower().split("->")
+        q = torch.softmax(scores[student], -1)
+        pairs = zip(acts[teacher][0].tolist(), q[0].tolist(), strict=True)
+        kl = sum(t * math.log(t / qq) for t, qq in pairs if t > 0)
+        want += float(edges[0, x] + prior[x]) * kl
+    assert fine_distillation(acts, edges, prior, "soft", scores).item() == pytest.approx(want, rel=1e-5)
 
 
 def test_fine_distillation_detaches_the_teacher():
@@ -267,7 +300,8 @@ def test_anti_collapse_terms_enter_the_loss_with_their_weights():
     ln["loss"].backward()
     assert on.dictionaries["homo"].atoms.grad.abs().sum() > 0
     on.eval()  # inference computes no commitment and predicts exactly as before
-    assert on(batch).dictionary_aux == {}
+    assert {space: set(aux) for space, aux in on(batch).dictionary_aux.items()} == {"homo": {"scores"},
+                                                                                   "hetero": {"scores"}}
     assert torch.allclose(on.predict(batch), off.eval().predict(batch))
 
 

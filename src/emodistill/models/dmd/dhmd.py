@@ -24,7 +24,9 @@ abstract's wording mirrors:
   ``L_fine = sum_x mean_b w[b, x] * Dist(a_j[b], stopgrad(a_i[b]))`` with ``w = E + prior`` exactly as
   DMD's coarse logit term (the "hierarchy": both levels follow the same graph, and the edges learn from
   both); ``Dist`` = Jensen-Shannon (``dict_distance``; KL and L1 available), since JS stays finite on
-  sparse supports;
+  sparse supports. All three compare two sparse activations and give a student no gradient on its scores
+  when its support misses the teacher's atoms (most clips, measured); ``soft`` instead takes the teacher's
+  activation as the target of the student's softmax over its pooled scores (README, "DHMD");
 * ``weight_fine = 0.1`` per space in the total loss (DMD weighs its GD terms 0.05 and its decoupling
   terms 0.1; the fine term is bounded by ``2 log 2`` per sample, so it cannot dominate).
 
@@ -84,7 +86,8 @@ class DHMDConfig(DMDConfig):
     dict_pool: str = "max"
     """Temporal pooling of the atom scores: ``max`` or ``mean``."""
     dict_distance: str = "js"
-    """Fine-grained distillation distance between activations: ``js``, ``kl`` or ``l1``."""
+    """Fine-grained distillation distance between activations: ``js``, ``kl``, ``l1`` or ``soft`` (the
+    teacher's activation as the target of the student's softmax over its pooled scores)."""
     weight_fine: float = 0.1
     """Total-loss weight of each space's fine-grained distillation term."""
     dict_usage_weight: float = 0.1
@@ -174,11 +177,11 @@ class DHMD(DMD):
             if space not in output.activations:
                 continue
             acts = output.activations[space]
-            fine = fine_distillation(acts, edges, unit.prior, cfg.dict_distance)
+            aux = output.dictionary_aux.get(space, {})
+            fine = fine_distillation(acts, edges, unit.prior, cfg.dict_distance, aux.get("scores"))
             usage = torch.stack([usage_deficit(a) for a in acts.values()]).mean()
             terms = {f"fine_{space}": (cfg.weight_fine, fine), f"usage_{space}": (cfg.dict_usage_weight, usage)}
-            aux = output.dictionary_aux.get(space)
-            if aux:  # training mode only
+            if "commit" in aux:  # training mode only
                 d = torch.stack(list(aux["commit"].values())).mean(dim=(0, 1))  # (2,)
                 terms[f"commit_{space}"] = (cfg.dict_commit_weight, COMMITMENT_BETA * d[0] + d[1])
                 if space == "homo":
@@ -192,7 +195,9 @@ class DHMD(DMD):
         return losses
 
 
-def fine_distillation(acts: dict[str, Tensor], edges: Tensor, prior: Tensor, distance: str) -> Tensor:
+def fine_distillation(
+    acts: dict[str, Tensor], edges: Tensor, prior: Tensor, distance: str, scores: dict[str, Tensor] | None = None
+) -> Tensor:
     """``sum_x mean_b (E[b, x] + prior[x]) * Dist(a_student, stopgrad(a_teacher))`` over the 6 GD edges.
 
     Args:
@@ -200,11 +205,13 @@ def fine_distillation(acts: dict[str, Tensor], edges: Tensor, prior: Tensor, dis
         edges: ``(B, 6)`` GD-Unit edges (not detached: the edges learn from the fine level too).
         prior: ``(6,)`` prior edge weights.
         distance: see :func:`~emodistill.models.dmd.dictionary.activation_distance`.
+        scores: per modality ``(B, K)`` time-pooled scores, the student side of the ``soft`` distance.
     """
     stacked = torch.stack([acts[m] for m in MODS])  # (3, B, K), GD index order l, v, a
+    pooled = None if scores is None else torch.stack([scores[m] for m in MODS])  # (3, B, K)
     dist = torch.stack(
         [
-            activation_distance(stacked[j], stacked[i].detach(), distance)
+            activation_distance(stacked[j], stacked[i].detach(), distance, None if pooled is None else pooled[j])
             for j, i in zip(EDGE_STUDENT, EDGE_TEACHER, strict=True)
         ]
     )  # (6, B)

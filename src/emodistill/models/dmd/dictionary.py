@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 ACTIVATIONS = ("sparsemax", "softmax", "topk")
 POOLINGS = ("max", "mean")
-DISTANCES = ("js", "kl", "l1")
+DISTANCES = ("js", "kl", "l1", "soft")
 KL_SMOOTHING = 1e-4
 """Mass mixed into both distributions before a KL divergence, so that the sparse zeros stay finite."""
 _TINY = 1e-12
@@ -69,13 +69,25 @@ def _xlogy_ratio(p: Tensor, q: Tensor) -> Tensor:
     return torch.where(safe, val, torch.zeros_like(val))
 
 
-def activation_distance(student: Tensor, teacher: Tensor, kind: str = "js") -> Tensor:
+def activation_distance(
+    student: Tensor, teacher: Tensor, kind: str = "js", student_scores: Tensor | None = None
+) -> Tensor:
     """Per-sample distance between activation distributions ``(B, K)`` -> ``(B,)``.
 
     The caller detaches ``teacher``. ``js``: Jensen-Shannon divergence (natural log, in [0, log 2]),
     finite when either side has zeros, which sparsemax produces; ``kl``: ``KL(teacher || student)`` after
-    mixing :data:`KL_SMOOTHING` uniform mass into both; ``l1``: ``sum |student - teacher|`` (in [0, 2]).
+    mixing :data:`KL_SMOOTHING` uniform mass into both; ``l1``: ``sum |student - teacher|`` (in [0, 2]);
+    ``soft``: ``KL(teacher || softmax(student_scores))``, the teacher's sparse activation as the soft
+    target of the student's dense distribution over its time-pooled scores ``(B, K)`` (Hinton et al.'s
+    distillation). The first three compare two sparse distributions: when their supports are disjoint
+    they sit at their maximum (``log 2``, ``2``), where their gradient is zero, so they cannot pull a
+    student towards atoms it does not use yet; ``soft`` has a gradient on every atom.
     """
+    if kind == "soft":
+        if student_scores is None:
+            raise ValueError("activation_distance(kind='soft') needs the student's pooled scores")
+        log_q = torch.log_softmax(student_scores, dim=-1)
+        return _xlogy_ratio(teacher, torch.ones_like(teacher)).sum(-1) - (teacher * log_q).sum(-1)
     if kind == "js":
         m = 0.5 * (student + teacher)
         return 0.5 * (_xlogy_ratio(student, m).sum(-1) + _xlogy_ratio(teacher, m).sum(-1))
@@ -133,9 +145,9 @@ class DictionarySpace(nn.Module):
 
         Returns:
             ``(features, activations, aux)``: per modality ``(B, width)`` and ``(B, K)`` (rows sum to 1);
-            ``aux`` is ``{}`` in eval mode, else ``{"commit": {m: (B, 2)}, "scores": {m: (B, K)}}``: the
-            cosine distances between the clip's winning query step and its top atom
-            (:func:`commitment_distances`) and the time-pooled scores (:func:`cross_modal_contrast`).
+            ``aux`` is ``{"scores": {m: (B, K)}}``, the time-pooled scores (the ``soft`` distance,
+            :func:`cross_modal_contrast`), plus in training mode ``"commit": {m: (B, 2)}``, the cosine
+            distances between the clip's winning query step and its top atom (:func:`commitment_distances`).
         """
         atoms = F.normalize(self.atoms, dim=-1)  # (K, width)
         feats, acts, commit, pooled_scores = {}, {}, {}, {}
@@ -146,10 +158,10 @@ class DictionarySpace(nn.Module):
             a = sparse_activation(pooled, self.activation, self.top_k)
             acts[m] = a
             feats[m] = a @ self.atoms  # (B, width): the un-normalised atoms carry the learnt scale
-            if self.training:  # training-only terms: inference never pays for them
+            pooled_scores[m] = pooled
+            if self.training:  # training-only term: inference never pays for it
                 commit[m] = commitment_distances(q, scores, a, atoms)
-                pooled_scores[m] = pooled
-        aux = {"commit": commit, "scores": pooled_scores} if self.training else {}
+        aux = {"commit": commit, "scores": pooled_scores} if self.training else {"scores": pooled_scores}
         return feats, acts, aux
 
 
