@@ -154,7 +154,8 @@ def diff_loss(x1: Tensor, x2: Tensor) -> Tensor:
 # ---------------------------------------------------------------------- model
 class UtteranceRNN(nn.Module):
     """Two bidirectional RNN layers with a LayerNorm in between, over packed sequences (MISA
-    ``extract_features``): ``(B, T, D) -> (B, 4D)`` final hidden states ``[h1_fw, h2_fw, h1_bw, h2_bw]``."""
+    ``extract_features``): ``(B, T, D) -> (B, 4D)`` final hidden states ``[h1_fw, h2_fw, h1_bw, h2_bw]``.
+    Under ``torch.export`` the same states come from the padded input (:func:`bidirectional_padded`)."""
 
     def __init__(self, dim: int, cell: str) -> None:
         super().__init__()

@@ -24,11 +24,14 @@ abstract's wording mirrors:
   ``L_fine = sum_x mean_b w[b, x] * Dist(a_j[b], stopgrad(a_i[b]))`` with ``w = E + prior`` exactly as
   DMD's coarse logit term (the "hierarchy": both levels follow the same graph, and the edges learn from
   both); ``Dist`` = Jensen-Shannon (``dict_distance``; KL and L1 available), since JS stays finite on
-  sparse supports. All three compare two sparse activations and give a student no gradient on its scores
-  when its support misses the teacher's atoms (most clips, measured); ``soft`` instead takes the teacher's
-  activation as the target of the student's softmax over its pooled scores (README, "DHMD");
+  sparse supports. These compare two sparse activations: when a student's support misses the teacher's
+  atoms (most clips, measured) JS and L1 give its scores no gradient at all and smoothed KL one of the
+  order of its smoothing; ``soft`` instead takes the teacher's activation as the target of the student's
+  softmax over its pooled scores (README, "DHMD");
 * ``weight_fine = 0.1`` per space in the total loss (DMD weighs its GD terms 0.05 and its decoupling
-  terms 0.1; the fine term is bounded by ``2 log 2`` per sample, so it cannot dominate).
+  terms 0.1; with ``js`` each edge's distance is at most ``log 2`` per sample, so it cannot dominate;
+  ``soft`` is a KL against a softmax over scores in ``[-1/T, 1/T]``, up to about ``2/T + log K`` per
+  edge, and starts 4-5x larger than ``js`` at the same weight).
 
 * against codebook collapse (without it, the homo-space language dictionary put every clip on one atom:
   usage perplexity 1.0 on synth's validation split), a batch-level *usage* term per space,
@@ -181,7 +184,7 @@ class DHMD(DMD):
             fine = fine_distillation(acts, edges, unit.prior, cfg.dict_distance, aux.get("scores"))
             usage = torch.stack([usage_deficit(a) for a in acts.values()]).mean()
             terms = {f"fine_{space}": (cfg.weight_fine, fine), f"usage_{space}": (cfg.dict_usage_weight, usage)}
-            if "commit" in aux:  # training mode only
+            if "commit" in aux:  # training mode only (eval aux holds the pooled scores alone): commit, contrast
                 d = torch.stack(list(aux["commit"].values())).mean(dim=(0, 1))  # (2,)
                 terms[f"commit_{space}"] = (cfg.dict_commit_weight, COMMITMENT_BETA * d[0] + d[1])
                 if space == "homo":

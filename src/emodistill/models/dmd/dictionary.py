@@ -79,9 +79,11 @@ def activation_distance(
     mixing :data:`KL_SMOOTHING` uniform mass into both; ``l1``: ``sum |student - teacher|`` (in [0, 2]);
     ``soft``: ``KL(teacher || softmax(student_scores))``, the teacher's sparse activation as the soft
     target of the student's dense distribution over its time-pooled scores ``(B, K)`` (Hinton et al.'s
-    distillation). The first three compare two sparse distributions: when their supports are disjoint
-    they sit at their maximum (``log 2``, ``2``), where their gradient is zero, so they cannot pull a
-    student towards atoms it does not use yet; ``soft`` has a gradient on every atom.
+    distillation). The first three compare two sparse distributions. When the supports are disjoint, JS
+    and L1 sit at their maximum (``log 2``, ``2``) with a gradient that sparsemax turns into exactly zero on
+    the student's scores (zero off its support, a constant removed on it); smoothed KL gives one of the
+    order of :data:`KL_SMOOTHING`. So they cannot pull a student towards atoms it does not use yet;
+    ``soft`` has a gradient on every atom.
     """
     if kind == "soft":
         if student_scores is None:
@@ -138,7 +140,8 @@ class DictionarySpace(nn.Module):
     def forward(
         self, tokens: dict[str, Tensor]
     ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, dict[str, Tensor]]]:
-        """Dictionary features, activations and (training mode) what the anti-collapse terms need.
+        """Dictionary features, activations, and the pooled scores plus (training mode) what the
+        anti-collapse terms need.
 
         Args:
             tokens: per modality ``(B, T_m, width)``.

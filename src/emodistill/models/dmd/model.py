@@ -85,8 +85,8 @@ class DMDOutput(ModelOutput):
     activations: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     """DHMD only: ``{space: {m: (B, K)}}`` dictionary activations; empty for DMD."""
     dictionary_aux: dict[str, dict[str, dict[str, Tensor]]] = field(default_factory=dict)
-    """DHMD in training mode only: ``{space: {"commit": {m: (B, 2)}, "scores": {m: (B, K)}}}``, what the
-    dictionaries' anti-collapse terms read."""
+    """DHMD only: ``{space: {"scores": {m: (B, K)}[, "commit": {m: (B, 2)}]}}``, the time-pooled scores and
+    (training mode) the commitment distances, what the fine ``soft`` distance and the anti-collapse terms read."""
 
 
 def _mdict(make) -> nn.ModuleDict:
@@ -237,7 +237,8 @@ class DMD(FoldedInferenceCache, MERModel):
 
         Returns:
             None, or ``(features, activations, aux)``: per modality ``(B, width)``, ``(B, K)``, and the
-            training-mode extras of :meth:`~emodistill.models.dmd.dictionary.DictionarySpace.forward`.
+            extras of :meth:`~emodistill.models.dmd.dictionary.DictionarySpace.forward` (pooled scores;
+            commitment distances in training mode).
         """
         return None
 

@@ -27,8 +27,9 @@ def last_hidden(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None) -> Tensor:
     is read instead: for a unidirectional LSTM that is the same state, since the padding comes after it.
     """
     if lengths is not None and torch.compiler.is_exporting():
-        if lstm.bidirectional:  # its backward direction would start in the padding
-            raise NotImplementedError("a bidirectional RNN over packed sequences has no export path")
+        if lstm.bidirectional:  # its backward direction would start in the padding: bidirectional_padded
+            raise NotImplementedError("last_hidden has no export path for a bidirectional RNN; "
+                                      "use bidirectional_padded")
         out, _ = lstm(x)  # (B, T, H): the top layer's hidden state at every step
         last = (lengths.to(torch.long).clamp(1, x.shape[1]) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
         return out.gather(1, last).squeeze(1)  # (B, H)
@@ -51,7 +52,7 @@ def _direction(rnn: nn.LSTM | nn.GRU, x: Tensor, suffix: str) -> Tensor:
 
 def bidirectional_padded(rnn: nn.LSTM | nn.GRU, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
     """A one-layer bidirectional LSTM/GRU over padded ``x`` (B, T, D) as if each sequence were packed to its
-    ``lengths`` (B,) (each in ``[1, T]``), without packed sequences (which ``torch.export`` cannot trace).
+    ``lengths`` (B,) (clamped to ``[1, T]``), without packed sequences (which ``torch.export`` cannot trace).
 
     The forward direction runs over the padded input; its state at step ``length - 1`` is the packed final
     state, since the padding comes after it. The backward direction runs forward over each sequence
@@ -63,10 +64,12 @@ def bidirectional_padded(rnn: nn.LSTM | nn.GRU, x: Tensor, lengths: Tensor) -> t
         step below the sequence's length (beyond it they are not zero, unlike ``pad_packed_sequence``);
         the states are ``h_n`` of the packed run, forward then backward.
     """
-    if not (rnn.bidirectional and rnn.num_layers == 1 and rnn.batch_first and rnn.bias):
-        raise ValueError("bidirectional_padded needs a one-layer, batch-first, biased, bidirectional RNN")
+    if not (rnn.bidirectional and rnn.num_layers == 1 and rnn.batch_first and rnn.bias
+            and getattr(rnn, "proj_size", 0) == 0):
+        raise ValueError("bidirectional_padded needs a one-layer, batch-first, biased, bidirectional RNN "
+                         "without projection")
     t = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
-    last = lengths.to(torch.long).view(-1, 1) - 1  # (B, 1)
+    last = lengths.to(x.device, torch.long).clamp(1, x.shape[1]).view(-1, 1) - 1  # (B, 1)
     rev = torch.where(t <= last, last - t, t)  # (B, T): an involution, the identity on the padding
     rows = torch.arange(x.shape[0], device=x.device)  # (B,)
     fw = _direction(rnn, x, "")  # (B, T, H)
