@@ -211,7 +211,7 @@ def fine_distillation(
         scores: per modality ``(B, K)`` time-pooled scores, the student side of the ``soft`` distance.
     """
     stacked = torch.stack([acts[m] for m in MODS])  # (3, B, K), GD index order l, v, a
-    pooled = None if scores is None else torch.stack([scores[m] for m in MODS])  # (3, B, K)
+    pooled = torch.stack([scores[m] for m in MODS]) if distance == "soft" and scores else None  # (3, B, K)
     dist = torch.stack(
         [
             activation_distance(stacked[j], stacked[i].detach(), distance, None if pooled is None else pooled[j])
