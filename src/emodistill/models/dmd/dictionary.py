@@ -164,7 +164,7 @@ class DictionarySpace(nn.Module):
             pooled_scores[m] = pooled
             if self.training:  # training-only term: inference never pays for it
                 commit[m] = commitment_distances(q, scores, a, atoms)
-        aux = {"commit": commit, "scores": pooled_scores} if self.training else {"scores": pooled_scores}
+        aux = {"scores": pooled_scores, **({"commit": commit} if self.training else {})}
         return feats, acts, aux
 
 

@@ -18,6 +18,12 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
 
 
+def _last_steps(lengths: Tensor, x: Tensor) -> Tensor:
+    """Index of each sequence's last real step, ``lengths - 1`` with lengths clamped to ``[1, T]`` of ``x``
+    ``(B, T, D)``: int64 ``(B,)`` on ``x``'s device."""
+    return lengths.to(x.device, torch.long).clamp(1, x.shape[1]) - 1
+
+
 def last_hidden(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None) -> Tensor:
     """Final hidden state of the top layer of ``lstm`` over ``x`` (B, T, D) -> (B, H).
 
@@ -31,7 +37,7 @@ def last_hidden(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None) -> Tensor:
             raise NotImplementedError("last_hidden has no export path for a bidirectional RNN; "
                                       "use bidirectional_padded")
         out, _ = lstm(x)  # (B, T, H): the top layer's hidden state at every step
-        last = (lengths.to(torch.long).clamp(1, x.shape[1]) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
+        last = _last_steps(lengths, x).view(-1, 1, 1).expand(-1, 1, out.shape[-1])  # (B, 1, H)
         return out.gather(1, last).squeeze(1)  # (B, H)
     if lengths is not None:
         # pack_padded_sequence wants the lengths on the CPU whatever the device of x
@@ -69,7 +75,7 @@ def bidirectional_padded(rnn: nn.LSTM | nn.GRU, x: Tensor, lengths: Tensor) -> t
         raise ValueError("bidirectional_padded needs a one-layer, batch-first, biased, bidirectional RNN "
                          "without projection")
     t = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
-    last = lengths.to(x.device, torch.long).clamp(1, x.shape[1]).view(-1, 1) - 1  # (B, 1)
+    last = _last_steps(lengths, x).view(-1, 1)  # (B, 1)
     rev = torch.where(t <= last, last - t, t)  # (B, T): an involution, the identity on the padding
     rows = torch.arange(x.shape[0], device=x.device)  # (B,)
     fw = _direction(rnn, x, "")  # (B, T, H)
