@@ -112,6 +112,10 @@ def test_resume_refuses_other_settings(data, tmp_path):
     fit(_cfg({"name": "late_fusion", "hidden": 8}, max_epochs=1), data, tmp_path / "r", quiet=True)
     with pytest.raises(ValueError, match="lr"):
         fit(_cfg({"name": "late_fusion", "hidden": 8}, max_epochs=2, lr=1e-3), data, tmp_path / "r", resume=True)
+    # a model setting too: resuming (or reusing a finished run) with another width would mix two models
+    with pytest.raises(ValueError, match=r"r/last.ckpt was trained with different settings: model.hidden$"):
+        fit(_cfg({"name": "late_fusion", "hidden": 16}, max_epochs=1), data, tmp_path / "r", resume=True)
+    assert fit(_cfg({"name": "late_fusion", "hidden": 8}, max_epochs=1), data, tmp_path / "r", resume=True)
 
 
 def test_non_empty_run_dir_is_refused(data, tmp_path):

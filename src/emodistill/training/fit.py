@@ -359,6 +359,10 @@ def _check_same_config(ckpt: dict, resolved: dict, path: Path) -> None:
         diffs.append("data spec")
     if ckpt["model_name"] != resolved["model"]["name"]:
         diffs.append("model")
+    else:  # the model settings given now (the rest are defaults) against the checkpoint's resolved ones
+        saved_model = json.loads(json.dumps(ckpt.get("model_config") or {}))  # tuples -> lists, as in YAML
+        given = json.loads(json.dumps({k: v for k, v in resolved["model"].items() if k != "name"}))
+        diffs += [f"model.{k}" for k in given if k in saved_model and given[k] != saved_model[k]]
     if diffs:
         raise ValueError(f"--resume: {path} was trained with different settings: {', '.join(diffs)}")
 
