@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from emodistill.cli import main
 from emodistill.experiments.compare import model_config, seeds_from_arg
@@ -83,9 +84,42 @@ def test_compare_table_is_the_seed_statistics(mmsa_writer, tmp_path, capsys):
     areas = json.loads((root / "robustness.json").read_text())["areas"]
     assert set(areas) == {"late_fusion", "dmd"} and "audio/missing" in areas["dmd"]
     assert (root / "robustness_areas.png").is_file()
-    # the same command continues (nothing retrained); another model list in that directory is refused
+    # the same command continues (nothing retrained)
     assert main(args) == 0
     assert "continuing the compare" in capsys.readouterr().out
-    assert main(["compare", "--models", "late_fusion", "--data", str(pkl), "--seeds", "2", "--run-dir", str(root),
-                 *TINY]) == 2
-    assert "holds another compare (different config, models)" in capsys.readouterr().err
+
+
+def test_compare_continues_with_other_models_and_keeps_each_model_s_recipe(mmsa_writer, tmp_path, capsys):
+    """Another model list in a compare's directory reuses the finished runs of the models it shares (same
+    recipe), trains only the new ones, and remembers every model; another recipe for a model already there,
+    or another shared configuration, is refused before anything is trained."""
+    pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
+    root = tmp_path / "cmp"
+    common = ["--data", str(pkl), "--seeds", "2", "--run-dir", str(root), *TINY]
+    assert main(["compare", "--models", "late_fusion", *common]) == 0
+    first = root / "late_fusion" / "seed-1111" / "results.json"
+    stamp = first.stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert main(["compare", "--models", "late_fusion,tfn", "--recipes", "tfn=tfn_mosi", *common]) == 0
+    out = capsys.readouterr().out
+    assert "continuing the compare" in out and "| late_fusion |" in out and "| tfn |" in out
+    assert first.stat().st_mtime_ns == stamp  # reused, not retrained
+    assert (root / "tfn" / "seed-1112" / "results.json").is_file()
+    plan = yaml.safe_load((root / "compare.yaml").read_text())
+    assert plan["models"] == ["late_fusion", "tfn"] and plan["recipes"] == {"tfn": "tfn_mosi"}
+
+    # a subset continues and tables only its models; the plan still holds both
+    assert main(["compare", "--models", "tfn", "--recipes", "tfn=tfn_mosi", *common]) == 0
+    assert json.loads((root / "compare.json").read_text())["models"] == ["tfn"]
+    assert yaml.safe_load((root / "compare.yaml").read_text())["models"] == ["late_fusion", "tfn"]
+    capsys.readouterr()
+
+    # tfn without its recipe would not be the runs that are there
+    assert main(["compare", "--models", "tfn", *common]) == 2
+    err = capsys.readouterr().err
+    assert "compare.yaml: this directory holds another compare (different recipe for tfn (tfn_mosi there, " \
+           "the base recipe now))" in err
+    assert main(["compare", "--models", "late_fusion", *common, "--train.lr", "0.01"]) == 2
+    assert "holds another compare (different config)" in capsys.readouterr().err
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["late_fusion", "tfn"]

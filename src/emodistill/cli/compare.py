@@ -11,7 +11,8 @@ DESCRIPTION = (
     "t-interval per metric), compare.json with every seed's metrics, and compare_seeds.png. Selection is on "
     "the validation split. The recipe (--config) is shared: its train/data sections apply to all models, its "
     "model section to the model it names; --recipes gives a model its own model and train sections. "
-    "Re-running with the same --run-dir continues. Overrides as in `train` (--model.NAME VALUE applies to the "
+    "Re-running with the same --run-dir continues, also with other --models: a model's finished runs are "
+    "reused while its --recipes entry is the same. Overrides as in `train` (--model.NAME VALUE applies to the "
     "recipe's model, default dmd)."
 )
 PARENTS = common.training_options("runs/compare-<data>-<time>")
@@ -44,8 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-    from emodistill.experiments.compare import model_config, run_compare, seeds_from_arg
-    from emodistill.experiments.grid import open_grid
+    from emodistill.experiments.compare import model_config, open_compare_dir, run_compare, seeds_from_arg
     from emodistill.models import list_models
     from emodistill.training.config import make_config
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     for model in args.models:
         model_config(cfg, model, args.recipes)
     data = cfg.data.load()
-    root, continuing = open_grid("compare", cfg, seeds, args.run_dir, models=args.models, recipes=args.recipes)
+    root, continuing = open_compare_dir(cfg, seeds, args.models, args.recipes, args.run_dir)
     if continuing:
         print(f"continuing the compare in {root}")
     run_compare(cfg, data, root, args.models, seeds, recipes=args.recipes, quiet=args.quiet,

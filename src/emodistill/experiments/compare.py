@@ -10,6 +10,11 @@ comparison resumes where it stopped) and writes:
     ROOT/robustness.md, .json, robustness_areas.png   with ``perturb``: area under each robustness curve
                                    per model (mean over seeds; :mod:`emodistill.experiments.robustness`)
 
+Re-running in the same directory with the same recipe, data and seeds continues it, also with another model
+list: the runs of a model already there are reused if that model's ``--recipes`` entry is the same, so a
+model can be added to a finished comparison, or two processes with disjoint model lists can fill one
+directory, and a last run with every model writes the whole table (:func:`open_compare_dir`).
+
 Every model is selected on the validation split only. Hyper-parameters: the recipe's ``train`` and
 ``data`` sections apply to all models; its ``model`` section applies only to the model it names, and
 ``recipes={"mult": "mult_mosi"}`` gives a model its own recipe's model *and* train sections (its
@@ -24,13 +29,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from emodistill.data.types import MMSAData
+from emodistill.experiments.grid import open_plan_dir
 from emodistill.io import log, write_json, write_text
 from emodistill.metrics.scores import HEADLINE_METRICS, PRIMARY_METRICS
 from emodistill.metrics.stats import grid_csv, grid_markdown
 from emodistill.models import list_models
 from emodistill.training.config import RunConfig, check_model_config, with_recipe
 from emodistill.training.fit import fit_seeds
+from emodistill.training.run_dir import default_run_dir
 
 
 def seeds_from_arg(values: list[int]) -> list[int]:
@@ -55,6 +64,40 @@ def model_config(base: RunConfig, model: str, recipes: dict[str, str] | None = N
     values = cfg.model_config if cfg.model == model else {}
     cfg.model, cfg.model_config = model, check_model_config(model, values, "model")
     return cfg
+
+
+def open_compare_dir(
+    base: RunConfig, seeds: list[int], models: list[str], recipes: dict[str, str], run_dir: str | Path | None = None
+) -> tuple[Path, bool]:
+    """The comparison's directory (default ``runs/compare-<data>-<time>``) with its plan ``compare.yaml``.
+
+    A directory that already holds a comparison continues when the shared configuration and the seeds are
+    the same and every model it already has keeps its recipe (``recipes.get(model)``, None: the base recipe);
+    the plan then lists the models of every invocation, with their recipes, so that a later subset is
+    checked against all of them.
+
+    Returns:
+        ``(directory, continuing)``.
+
+    Raises:
+        ValueError: another configuration or seeds, or another recipe for a model the directory has.
+        FileExistsError: the directory is not empty and holds no ``compare.yaml``.
+    """
+    root = Path(run_dir) if run_dir else default_run_dir("compare", base.data.source)
+    plan_file = root / "compare.yaml"
+    saved = (yaml.safe_load(plan_file.read_text()) or {}) if plan_file.is_file() else {}
+    saved_models = list(saved.get("models") or [])
+    saved_recipes = {m: r for m, r in (saved.get("recipes") or {}).items() if m in saved_models}
+    changed = [f"{m} ({saved_recipes.get(m) or 'the base recipe'} there, {recipes.get(m) or 'the base recipe'} now)"
+               for m in models if m in saved_models and saved_recipes.get(m) != recipes.get(m)]
+    if changed:
+        raise ValueError(f"{plan_file}: this directory holds another compare (different recipe for "
+                         f"{', '.join(changed)}); use a new --run-dir")
+    all_models = saved_models + [m for m in models if m not in saved_models]
+    merged = {**saved_recipes, **{m: r for m, r in recipes.items() if m in models}}
+    plan = {"config": base.to_dict(), "seeds": list(seeds), "models": all_models,
+            "recipes": {m: merged[m] for m in all_models if m in merged}}
+    return root, open_plan_dir(root, "compare", plan, keys=("config", "seeds"))
 
 
 def run_compare(
