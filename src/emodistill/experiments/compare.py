@@ -32,14 +32,13 @@ from typing import Any
 import yaml
 
 from emodistill.data.types import MMSAData
-from emodistill.experiments.grid import open_plan_dir
+from emodistill.experiments.grid import open_plan_dir, plan_root
 from emodistill.io import log, write_json, write_text
 from emodistill.metrics.scores import HEADLINE_METRICS, PRIMARY_METRICS
 from emodistill.metrics.stats import grid_csv, grid_markdown
 from emodistill.models import list_models
 from emodistill.training.config import RunConfig, check_model_config, with_recipe
 from emodistill.training.fit import fit_seeds
-from emodistill.training.run_dir import default_run_dir
 
 
 def seeds_from_arg(values: list[int]) -> list[int]:
@@ -83,7 +82,7 @@ def open_compare_dir(
         ValueError: another configuration or seeds, or another recipe for a model the directory has.
         FileExistsError: the directory is not empty and holds no ``compare.yaml``.
     """
-    root = Path(run_dir) if run_dir else default_run_dir("compare", base.data.source)
+    root = plan_root("compare", base, run_dir)
     plan_file = root / "compare.yaml"
     saved = (yaml.safe_load(plan_file.read_text()) or {}) if plan_file.is_file() else {}
     saved_models = list(saved.get("models") or [])

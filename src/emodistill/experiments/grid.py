@@ -71,5 +71,10 @@ def open_grid(
     Returns:
         ``(directory, continuing)``; see :func:`open_plan_dir`.
     """
-    root = Path(run_dir) if run_dir else default_run_dir(kind, base.data.source)
+    root = plan_root(kind, base, run_dir)
     return root, open_plan_dir(root, kind, {"config": base.to_dict(), "seeds": list(seeds), **items})
+
+
+def plan_root(kind: str, base: RunConfig, run_dir: str | Path | None) -> Path:
+    """``run_dir``, or the default ``runs/<kind>-<data>-<time>`` of an experiment of ``kind`` on ``base``'s data."""
+    return Path(run_dir) if run_dir else default_run_dir(kind, base.data.source)
