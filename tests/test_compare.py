@@ -65,7 +65,7 @@ def test_compare_table_is_the_seed_statistics(mmsa_writer, tmp_path, capsys):
     pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
     root = tmp_path / "cmp"
     args = ["compare", "--models", "late_fusion,dmd", "--data", str(pkl), "--seeds", "2", "--run-dir", str(root),
-            "--perturb", *TINY, "--model.d_model", "8", "--model.num_heads", "2", "--model.nlevels", "1"]
+            "--reference", "dmd", "--perturb", *TINY, "--model.d_model", "8", "--model.num_heads", "2", "--model.nlevels", "1"]
     # without --config the base model is dmd, so the --model.* overrides size DMD; late_fusion keeps its defaults
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -79,6 +79,17 @@ def test_compare_table_is_the_seed_statistics(mmsa_writer, tmp_path, capsys):
         assert float(rows[model]["MAE_mean"]) == pytest.approx(np.mean(per_seed))
         assert float(rows[model]["MAE_std"]) == pytest.approx(np.std(per_seed, ddof=1))
         assert (root / model / "seed-1112" / "test_predictions.csv").is_file()  # every run's predictions kept
+    # paired differences late_fusion - dmd, seed by seed, with a t-interval on 1 degree of freedom (t = 12.706)
+    mae = {m: [json.loads((root / m / f"seed-{s}" / "results.json").read_text())["test"]["MAE"] for s in (1111, 1112)]
+           for m in ("late_fusion", "dmd")}
+    diffs = np.subtract(mae["late_fusion"], mae["dmd"])
+    paired = summary["paired"]["late_fusion"]["MAE"]
+    assert summary["reference"] == "dmd" and set(summary["paired"]) == {"late_fusion"}
+    assert paired["mean"] == pytest.approx(diffs.mean())
+    half = 12.7062 * np.std(diffs, ddof=1) / np.sqrt(2)
+    assert (paired["ci_low"], paired["ci_high"]) == pytest.approx((diffs.mean() - half, diffs.mean() + half), rel=1e-4)
+    assert paired["better"] == int((diffs < 0).sum())  # lower MAE is better
+    assert "Paired differences, model - dmd, over seeds [1111, 1112]" in out and f"{diffs.mean():+.4f}" in out
     assert (root / "compare_seeds.png").stat().st_size > 1000
     assert (root / "late_fusion" / "seed-1111" / "robustness-test" / "robustness.json").is_file()
     areas = json.loads((root / "robustness.json").read_text())["areas"]
@@ -120,6 +131,8 @@ def test_compare_continues_with_other_models_and_keeps_each_model_s_recipe(mmsa_
     err = capsys.readouterr().err
     assert "compare.yaml: this directory holds another compare (different recipe for tfn (tfn_mosi there, " \
            "the base recipe now))" in err
+    assert main(["compare", "--models", "late_fusion", *common, "--reference", "dmd"]) == 2
+    assert "--reference: 'dmd' is not one of --models ['late_fusion']" in capsys.readouterr().err
     assert main(["compare", "--models", "late_fusion", *common, "--train.lr", "0.01"]) == 2
     assert "holds another compare (different config)" in capsys.readouterr().err
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["late_fusion", "tfn"]

@@ -8,7 +8,8 @@ from emodistill.cli import common
 
 DESCRIPTION = (
     "Train each model with the same data, schedule and seeds; write compare.md/.csv (mean ± sample std, 95% "
-    "t-interval per metric), compare.json with every seed's metrics, and compare_seeds.png. Selection is on "
+    "t-interval per metric) and, in compare.md, every model's paired difference to --reference seed by seed; "
+    "compare.json with every seed's metrics, and compare_seeds.png. Selection is on "
     "the validation split. The recipe (--config) is shared: its train/data sections apply to all models, its "
     "model section to the model it names; --recipes gives a model its own model and train sections. "
     "Re-running with the same --run-dir continues, also with other --models: a model's finished runs are "
@@ -40,12 +41,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "shared), e.g. mult=mult_mosi,misa=misa_mosi")
     p.add_argument("--seeds", type=int, nargs="+", default=[5],
                    help="one number N: seeds 1111..1110+N (default 5); several numbers: those seeds")
+    p.add_argument("--reference", metavar="MODEL", help="the model every other is paired against, seed by "
+                   "seed (mean difference, 95%% paired t-interval, seeds where it is better); default: the first "
+                   "of --models")
     p.add_argument("--perturb", action="store_true", help="also robustness curves of every run (as `evaluate "
                    "--perturb`) and robustness.md / robustness_areas.png comparing the models")
 
 
 def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-    from emodistill.experiments.compare import model_config, open_compare_dir, run_compare, seeds_from_arg
+    from emodistill.experiments.compare import (
+        check_reference,
+        model_config,
+        open_compare_dir,
+        run_compare,
+        seeds_from_arg,
+    )
     from emodistill.models import list_models
     from emodistill.training.config import make_config
 
@@ -54,6 +64,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     unknown = [m for m in args.models if m not in list_models()]
     if unknown:
         raise ValueError(f"--models: unknown model(s) {unknown}; choose from {sorted(list_models())}")
+    check_reference(args.models, args.reference)
     # everything the user gave is checked before the directory exists: a mistake leaves no directory behind
     for model in args.models:
         model_config(cfg, model, args.recipes)
@@ -62,7 +73,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     if continuing:
         print(f"continuing the compare in {root}")
     run_compare(cfg, data, root, args.models, seeds, recipes=args.recipes, quiet=args.quiet,
-                perturb=args.perturb)
+                perturb=args.perturb, reference=args.reference)
     print((root / "compare.md").read_text())
     if args.perturb:
         print((root / "robustness.md").read_text())

@@ -27,7 +27,7 @@ from typing import Any
 from emodistill.data.types import MMSAData
 from emodistill.io import log, write_json, write_text
 from emodistill.metrics.scores import LOWER_IS_BETTER, PRIMARY_METRICS
-from emodistill.metrics.stats import grid_csv, grid_markdown, paired_cell, paired_differences, summarize
+from emodistill.metrics.stats import grid_csv, grid_markdown, paired_differences, paired_markdown, summarize
 from emodistill.models.registry import model_fields
 from emodistill.training.config import RunConfig, with_recipe
 from emodistill.training.fit import fit_in_parallel, fit_seeds
@@ -151,7 +151,7 @@ def run_ablation(
     dictionary = dictionary_table(results)
     md = ablation_markdown(summaries, keys, seeds)
     if paired:
-        md += "\n" + paired_markdown(paired, keys, reference, seeds)
+        md += "\n" + paired_markdown("variant", paired, keys, reference, seeds)
     if dictionary:
         md += "\n" + dictionary_markdown(dictionary)
     write_text(root / "ablation.md", md)
@@ -173,16 +173,6 @@ def ablation_markdown(summaries: dict[str, dict], keys: list[str], seeds: list[i
 def _described(name: str) -> str:
     v = ABLATIONS[name]
     return v.description + (f" [recipe {v.recipe}]" if v.recipe else "")
-
-
-def paired_markdown(paired: dict[str, dict], keys: list[str], reference: str, seeds: list[int]) -> str:
-    """Markdown table of :func:`~emodistill.metrics.stats.paired_differences` per variant."""
-    lines = [f"Paired differences, variant - {reference}, over seeds {seeds}: mean [95% paired t-interval] "
-             "(seeds where the variant is better).", "",
-             "| variant | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name, diff in paired.items():
-        lines.append(f"| {name} | " + " | ".join(paired_cell(diff[k]) if k in diff else "n/a" for k in keys) + " |")
-    return "\n".join(lines) + "\n"
 
 
 DICTIONARY_MEASURES = ("perplexity", "atoms_used", "nmi")

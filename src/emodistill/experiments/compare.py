@@ -4,7 +4,9 @@
 ``ROOT/<model>/seed-<s>/`` (normal run directories with per-sample test predictions; an interrupted
 comparison resumes where it stopped) and writes:
 
-    ROOT/compare.md, compare.csv   test metrics per model: mean ± sample std [95% t-interval]
+    ROOT/compare.md, compare.csv   test metrics per model: mean ± sample std [95% t-interval]; compare.md
+                                   also pairs every model with a reference model (default: the first) seed
+                                   by seed: mean difference [95% paired t-interval] (seeds where it is better)
     ROOT/compare.json              the same, plus every seed's test metrics and run directory
     ROOT/compare_seeds.png         each seed's value per model for the main metrics (needs matplotlib)
     ROOT/robustness.md, .json, robustness_areas.png   with ``perturb``: area under each robustness curve
@@ -34,8 +36,8 @@ import yaml
 from emodistill.data.types import MMSAData
 from emodistill.experiments.grid import open_plan_dir, plan_root
 from emodistill.io import log, write_json, write_text
-from emodistill.metrics.scores import HEADLINE_METRICS, PRIMARY_METRICS
-from emodistill.metrics.stats import grid_csv, grid_markdown
+from emodistill.metrics.scores import HEADLINE_METRICS, LOWER_IS_BETTER, PRIMARY_METRICS
+from emodistill.metrics.stats import grid_csv, grid_markdown, paired_differences, paired_markdown
 from emodistill.models import list_models
 from emodistill.training.config import RunConfig, check_model_config, with_recipe
 from emodistill.training.fit import fit_seeds
@@ -109,10 +111,19 @@ def run_compare(
     recipes: dict[str, str] | None = None,
     quiet: bool = False,
     perturb: bool = False,
+    reference: str | None = None,
 ) -> dict[str, Any]:
     """Train every model over ``seeds`` and write the comparison files (see the module docstring); with
-    ``perturb``, also the robustness curves of every run and their cross-model summary."""
+    ``perturb``, also the robustness curves of every run and their cross-model summary.
+
+    Args:
+        reference: the model the others are paired against, seed by seed (default: ``models[0]``).
+
+    Raises:
+        ValueError: ``reference`` is not one of ``models``.
+    """
     root = Path(root)
+    reference = check_reference(models, reference)
     configs = {m: model_config(base, m, recipes) for m in models}  # fail on a bad name before training
     summaries, per_seed = {}, {}
     for m in models:
@@ -126,10 +137,16 @@ def run_compare(
     family = data.spec.metric_family
     keys = PRIMARY_METRICS[family]
     descriptions = list_models()
-    write_text(root / "compare.md", grid_markdown("Comparison", "model",
-                                                  {m: (descriptions[m], summaries[m]) for m in models}, keys, seeds))
+    md = grid_markdown("Comparison", "model", {m: (descriptions[m], summaries[m]) for m in models}, keys, seeds)
+    ref = [r["test"] for r in per_seed[reference]]
+    paired = {m: paired_differences([r["test"] for r in per_seed[m]], ref, keys, LOWER_IS_BETTER)
+              for m in models if m != reference}
+    if paired:
+        md += "\n" + paired_markdown("model", paired, keys, reference, seeds)
+    write_text(root / "compare.md", md)
     write_text(root / "compare.csv", grid_csv("model", {m: (m, summaries[m]) for m in models}, keys))
-    write_json(root / "compare.json", {"seeds": seeds, "models": models, "test": summaries, "runs": per_seed})
+    write_json(root / "compare.json", {"seeds": seeds, "models": models, "test": summaries, "reference": reference,
+                                       "paired": paired, "runs": per_seed})
     try:
         plot_seed_spread(per_seed, list(HEADLINE_METRICS[family]), root / "compare_seeds.png")
     except ImportError as e:  # matplotlib is the optional `report` extra
@@ -137,6 +154,19 @@ def run_compare(
     if perturb:
         compare_robustness(data, root, per_seed)
     return {"test": summaries, "runs": per_seed}
+
+
+def check_reference(models: list[str], reference: str | None) -> str:
+    """The model the others are paired against: ``reference``, or the first of ``models`` when None.
+
+    Raises:
+        ValueError: ``reference`` is not one of ``models``.
+    """
+    if reference is None:
+        return models[0]
+    if reference not in models:
+        raise ValueError(f"--reference: {reference!r} is not one of --models {models}")
+    return reference
 
 
 def compare_robustness(data: MMSAData, root: Path, per_seed: dict[str, list[dict]], *, seed: int = 0) -> str:

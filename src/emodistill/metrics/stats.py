@@ -256,3 +256,14 @@ def paired_cell(s: dict) -> str:
     if math.isnan(s["std"]):
         return f"{s['mean']:+.4f} (better in {s['better']}/{s['n']})"
     return f"{s['mean']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}] (better in {s['better']}/{s['n']})"
+
+
+def paired_markdown(row_name: str, paired: dict[str, dict], keys: list[str], reference: str,
+                    seeds: list[int]) -> str:
+    """Markdown table of :func:`paired_differences` per row (an ablation variant or a compared model)."""
+    lines = [f"Paired differences, {row_name} - {reference}, over seeds {seeds}: mean [95% paired t-interval] "
+             f"(seeds where the {row_name} is better).", "",
+             f"| {row_name} | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, diff in paired.items():
+        lines.append(f"| {name} | " + " | ".join(paired_cell(diff[k]) if k in diff else "n/a" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
