@@ -118,6 +118,17 @@ def test_resume_refuses_other_settings(data, tmp_path):
     assert fit(_cfg({"name": "late_fusion", "hidden": 8}, max_epochs=1), data, tmp_path / "r", resume=True)
 
 
+def test_a_moved_finished_run_is_reused_where_it_is_now(data, tmp_path):
+    """fit_seeds over a directory moved after training reuses its runs and points at their new place (the
+    stored results.json still names the old one), so a moved or merged compare directory continues."""
+    cfg = _cfg({"name": "late_fusion", "hidden": 8}, max_epochs=1)
+    first = fit_seeds(cfg, data, tmp_path / "old", [1, 2], quiet=True)
+    (tmp_path / "old").rename(tmp_path / "new")
+    again = fit_seeds(cfg, data, tmp_path / "new", [1, 2], resume=True, quiet=True)
+    assert again["runs"] == [str(tmp_path / "new" / f"seed-{s}") for s in (1, 2)]
+    assert again["test"] == first["test"]
+
+
 def test_non_empty_run_dir_is_refused(data, tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "old.txt").write_text("x")

@@ -309,7 +309,10 @@ def _open_run_dir(run_dir: Path, resume: bool, resolved: dict) -> tuple[dict | N
         _check_same_config(state_ckpt, resolved, last_path)
         if (run_dir / "results.json").is_file():  # written last: the run had finished
             log(f"{run_dir}: run already finished; results.json is up to date")
-            return None, json.loads((run_dir / "results.json").read_text())
+            finished = json.loads((run_dir / "results.json").read_text())
+            # where the run is now: a directory moved or copied since (a merged compare) still continues
+            finished["run_dir"] = str(run_dir)
+            return None, finished
         return state_ckpt, None
     # create_run_dir may have written run.yaml into the new directory already; a run that failed before its
     # first epoch left only files this run rewrites
