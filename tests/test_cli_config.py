@@ -18,7 +18,7 @@ from emodistill.models import list_models
 from emodistill.models.dmd.config import DMDConfig
 from emodistill.models.mult import MulTConfig
 from emodistill.models.registry import load_checkpoint, model_config_class, model_fields
-from emodistill.training.config import TrainConfig, list_recipes, make_config
+from emodistill.training.config import TrainConfig, list_recipes, load_recipe, make_config
 from emodistill.training.fields import convert, field_docs
 from emodistill.training.run_dir import create_run_dir, read_run_dir
 
@@ -128,6 +128,47 @@ def test_recipe_values_are_validated(tmp_path):
         make_config(str(recipe))
     recipe.write_text("model: {name: late_fusion, hidden: 8}\ntrain: {lr: 1e-3}\n")  # YAML: a string
     assert make_config(str(recipe)).train.lr == 1e-3
+
+
+def test_a_recipe_extends_another_key_by_key(tmp_path):
+    """``extends``: every section starts from the parent's; a key the child sets replaces the parent's whole
+    value (a mapping too), the others stay; a relative path is read next to the child; a cycle or a missing
+    parent is one line naming the file."""
+    (tmp_path / "base.yaml").write_text(
+        "model: {name: late_fusion, hidden: 8, dropout: 0.1}\n"
+        "train: {lr: 1.0e-3, batch_size: 16, param_groups: {other: {lr: 1.0e-3}, audio: {lr: 5.0e-3}}}\n"
+        "search: {train.lr: {low: 1.0e-4, high: 1.0e-2}}\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("extends: ../base.yaml\nmodel: {hidden: 16}\ntrain: {param_groups: {other: {lr: 2.0e-3}}}\n"
+                     "data: {dataset: mosi}\n")
+    assert load_recipe(str(child)) == {
+        "model": {"name": "late_fusion", "hidden": 16, "dropout": 0.1},
+        "train": {"lr": 1.0e-3, "batch_size": 16, "param_groups": {"other": {"lr": 2.0e-3}}},
+        "data": {"dataset": "mosi"},
+        "search": {"train.lr": {"low": 1.0e-4, "high": 1.0e-2}},
+    }
+    cfg = make_config(str(child), overrides=[("model.dropout", "0.3")])
+    assert (cfg.model, cfg.model_config["hidden"], cfg.model_config["dropout"]) == ("late_fusion", 16, 0.3)
+
+    (tmp_path / "base.yaml").write_text("extends: sub/child.yaml\nmodel: {name: late_fusion}\n")
+    with pytest.raises(ValueError, match=r"base.yaml: extends 'sub/child.yaml' makes a cycle: "
+                                         r"child.yaml -> base.yaml -> child.yaml$"):
+        load_recipe(str(child))
+    child.write_text("extends: no_such_recipe\n")
+    with pytest.raises(FileNotFoundError, match="no_such_recipe: no such recipe file"):
+        load_recipe(str(child))
+
+
+@pytest.mark.parametrize("name, parent, changed", [
+    ("misa_synth", "misa_mosi", {"text_encoder": None, "finetune_text": False}),
+    ("self_mm_synth", "self_mm_mosi", {"text_encoder": None, "finetune_text": False, "text_pooling": "mean"}),
+])
+def test_the_synthetic_variants_of_mmsa_recipes_change_only_the_text_input(name, parent, changed):
+    """MMSA's published settings on data without words: only how text is read differs from the parent."""
+    child, base = load_recipe(name), load_recipe(parent)
+    assert {k: v for k, v in child["model"].items() if base["model"].get(k) != v} == changed
+    assert (child["train"], child["search"]) == (base["train"], base["search"])
 
 
 @pytest.mark.parametrize("name", list_recipes())

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from emodistill.cli import main
-from emodistill.experiments.compare import model_config, seeds_from_arg
+from emodistill.experiments.compare import model_config, open_compare_dir, seeds_from_arg
 from emodistill.training.config import RunConfig, load_recipe
 
 TINY = ["--epochs", "1", "--quiet", "--train.batch_size", "8", "--train.update_every", "1"]
@@ -136,3 +136,17 @@ def test_compare_continues_with_other_models_and_keeps_each_model_s_recipe(mmsa_
     assert main(["compare", "--models", "late_fusion", *common, "--train.lr", "0.01"]) == 2
     assert "holds another compare (different config)" in capsys.readouterr().err
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["late_fusion", "tfn"]
+
+
+def test_a_model_without_a_trained_epoch_may_take_another_recipe(tmp_path):
+    """A model whose first start failed before any epoch (an empty seed folder, as a missing BERT leaves)
+    may come back with another recipe; once an epoch of it is there, another recipe is refused."""
+    base = RunConfig.from_dict({"model": {"name": "dmd"}})
+    root, continuing = open_compare_dir(base, [1111], ["tfn"], {"tfn": "tfn_mosi"}, tmp_path / "cmp")
+    assert not continuing
+    (root / "tfn" / "seed-1111").mkdir(parents=True)
+    assert open_compare_dir(base, [1111], ["tfn"], {}, root) == (root, True)
+    assert yaml.safe_load((root / "compare.yaml").read_text())["recipes"] == {}
+    (root / "tfn" / "seed-1111" / "last.ckpt").write_bytes(b"an epoch")
+    with pytest.raises(ValueError, match=r"different recipe for tfn \(the base recipe there, tfn_mosi now\)"):
+        open_compare_dir(base, [1111], ["tfn"], {"tfn": "tfn_mosi"}, root)

@@ -41,6 +41,7 @@ from emodistill.metrics.stats import grid_csv, grid_markdown, paired_differences
 from emodistill.models import list_models
 from emodistill.training.config import RunConfig, check_model_config, with_recipe
 from emodistill.training.fit import fit_seeds
+from emodistill.training.run_dir import is_unstarted
 
 
 def seeds_from_arg(values: list[int]) -> list[int]:
@@ -73,15 +74,15 @@ def open_compare_dir(
     """The comparison's directory (default ``runs/compare-<data>-<time>``) with its plan ``compare.yaml``.
 
     A directory that already holds a comparison continues when the shared configuration and the seeds are
-    the same and every model it already has keeps its recipe (``recipes.get(model)``, None: the base recipe);
-    the plan then lists the models of every invocation, with their recipes, so that a later subset is
-    checked against all of them.
+    the same and every model it already has runs of keeps its recipe (``recipes.get(model)``, None: the
+    base recipe; a model without a trained epoch there may change it); the plan then lists the models of
+    every invocation, with their recipes, so that a later subset is checked against all of them.
 
     Returns:
         ``(directory, continuing)``.
 
     Raises:
-        ValueError: another configuration or seeds, or another recipe for a model the directory has.
+        ValueError: another configuration or seeds, or another recipe for a model the directory has runs of.
         FileExistsError: the directory is not empty and holds no ``compare.yaml``.
     """
     root = plan_root("compare", base, run_dir)
@@ -89,13 +90,16 @@ def open_compare_dir(
     saved = (yaml.safe_load(plan_file.read_text()) or {}) if plan_file.is_file() else {}
     saved_models = list(saved.get("models") or [])
     saved_recipes = {m: r for m, r in (saved.get("recipes") or {}).items() if m in saved_models}
+    # a model with no trained epoch there (e.g. its first start failed) may still take another recipe
+    trained = [m for m in saved_models if (root / m).is_dir() and not is_unstarted(root / m)]
     changed = [f"{m} ({saved_recipes.get(m) or 'the base recipe'} there, {recipes.get(m) or 'the base recipe'} now)"
-               for m in models if m in saved_models and saved_recipes.get(m) != recipes.get(m)]
+               for m in models if m in trained and saved_recipes.get(m) != recipes.get(m)]
     if changed:
         raise ValueError(f"{plan_file}: this directory holds another compare (different recipe for "
                          f"{', '.join(changed)}); use a new --run-dir")
     all_models = saved_models + [m for m in models if m not in saved_models]
-    merged = {**saved_recipes, **{m: r for m, r in recipes.items() if m in models}}
+    merged = {**{m: r for m, r in saved_recipes.items() if m not in models},
+              **{m: r for m, r in recipes.items() if m in models}}  # this invocation's models: its recipes
     plan = {"config": base.to_dict(), "seeds": list(seeds), "models": all_models,
             "recipes": {m: merged[m] for m in all_models if m in merged}}
     return root, open_plan_dir(root, "compare", plan, keys=("config", "seeds"))

@@ -193,9 +193,22 @@ RUN_RECORD = ("seed", "spec", "environment", "data_provenance", "distributed")
 from a run directory drops them, so a finished run's configuration can be trained again as it is."""
 
 
-def load_recipe(name_or_path: str) -> dict[str, Any]:
+RECIPE_SECTIONS = ("model", "train", "data", "search")
+"""The sections of a recipe file; ``extends`` merges them key by key."""
+
+
+def load_recipe(name_or_path: str, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A recipe's sections ``{model, train, data[, search]}`` from a shipped name or a YAML path (also a
-    run's ``config.yaml``: its :data:`RUN_RECORD` keys, which describe the run, are dropped)."""
+    run's ``config.yaml``: its :data:`RUN_RECORD` keys, which describe the run, are dropped).
+
+    ``extends: OTHER`` (a shipped name, or a path relative to this file) starts from OTHER's sections; each
+    key this file sets replaces OTHER's value of that key (a whole value: a mapping such as
+    ``param_groups`` is not merged further), so a recipe can state only what differs from a published one.
+
+    Raises:
+        ValueError: not a mapping, a section that is not a mapping, or an ``extends`` cycle.
+        FileNotFoundError: no such recipe, here or as the ``extends`` target.
+    """
     path = resolve_recipe(name_or_path)
     d = read_yaml(path) or {}
     if not isinstance(d, dict):
@@ -203,11 +216,26 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
                          f"found a {type(d).__name__}")
     if "environment" in d or "spec" in d:  # a run's resolved configuration
         d = {k: v for k, v in d.items() if k not in RUN_RECORD}
-    for section in ("model", "train", "data"):
+    for section in RECIPE_SECTIONS:
         if not isinstance(d.get(section) or {}, dict):
             raise ValueError(f"{path}: section '{section}' must be a mapping (e.g. model: {{name: dmd}}), "
                              f"found {d[section]!r}")
-    return d
+    parent_name = d.pop("extends", None)
+    if parent_name is None:
+        return d
+    if not isinstance(parent_name, str):
+        raise ValueError(f"{path}: extends must name one recipe (a shipped name or a path), found {parent_name!r}")
+    chain = (*_chain, path.resolve())
+    relative = path.parent / parent_name
+    parent_path = resolve_recipe(str(relative) if relative.is_file() else parent_name)
+    if parent_path.resolve() in chain:
+        raise ValueError(f"{path}: extends {parent_name!r} makes a cycle: "
+                         + " -> ".join(p.name for p in (*chain, parent_path.resolve())))
+    parent = load_recipe(str(parent_path), chain)
+    for section in RECIPE_SECTIONS:
+        if section in d or section in parent:
+            d[section] = {**(parent.get(section) or {}), **(d.get(section) or {})}
+    return {**parent, **d}
 
 
 def recipe_model(recipe: str | Path | None) -> str:
