@@ -142,4 +142,7 @@ def test_jobs_train_in_worker_processes_to_the_same_results(mmsa_writer, tmp_pat
             a, b = (json.loads((tmp_path / r / variant / f"seed-{seed}" / "results.json").read_text())
                     for r in ("seq", "par"))
             assert a["test"] == b["test"] and a["valid"] == b["valid"]
-    assert main(["ablate", *common, "--run-dir", str(tmp_path / "bad"), "--jobs", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["ablate", *common, "--run-dir", str(tmp_path / "bad"), "--jobs", "0"])
+    assert exit_.value.code == 2
+    assert "argument --jobs: expected a number >= 1, found '0'" in capsys.readouterr().err

@@ -65,7 +65,8 @@ def test_compare_table_is_the_seed_statistics(mmsa_writer, tmp_path, capsys):
     pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
     root = tmp_path / "cmp"
     args = ["compare", "--models", "late_fusion,dmd", "--data", str(pkl), "--seeds", "2", "--run-dir", str(root),
-            "--reference", "dmd", "--perturb", *TINY, "--model.d_model", "8", "--model.num_heads", "2", "--model.nlevels", "1"]
+            "--reference", "dmd", "--perturb", *TINY, "--model.d_model", "8", "--model.num_heads", "2",
+            "--model.nlevels", "1"]
     # without --config the base model is dmd, so the --model.* overrides size DMD; late_fusion keeps its defaults
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -150,3 +151,27 @@ def test_a_model_without_a_trained_epoch_may_take_another_recipe(tmp_path):
     (root / "tfn" / "seed-1111" / "last.ckpt").write_bytes(b"an epoch")
     with pytest.raises(ValueError, match=r"different recipe for tfn \(the base recipe there, tfn_mosi now\)"):
         open_compare_dir(base, [1111], ["tfn"], {"tfn": "tfn_mosi"}, root)
+
+
+def test_jobs_train_seed_by_seed_in_worker_processes_to_the_same_results(mmsa_writer, tmp_path, capsys, monkeypatch):
+    """--jobs 2: the runs of a sequential compare, trained in two processes; the queue is seed-major, so a
+    compare stopped part-way holds whole seeds of every model."""
+    import emodistill.training.fit as fit_mod
+
+    pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
+    common = ["compare", "--models", "late_fusion,tfn", "--data", str(pkl), "--seeds", "2", *TINY,
+              "--train.num_threads", "1"]
+    assert main([*common, "--run-dir", str(tmp_path / "seq")]) == 0
+    assert main([*common, "--run-dir", str(tmp_path / "par"), "--jobs", "2"]) == 0
+    assert "4 runs in 2 processes" in capsys.readouterr().err
+    for model in ("late_fusion", "tfn"):
+        for seed in (1111, 1112):
+            a, b = (json.loads((tmp_path / r / model / f"seed-{seed}" / "results.json").read_text())
+                    for r in ("seq", "par"))
+            assert a["test"] == b["test"] and a["valid"] == b["valid"]
+
+    queued = []
+    monkeypatch.setattr(fit_mod, "fit_in_parallel", lambda tasks, jobs: queued.extend(tasks))
+    fit_mod.fit_grid_in_parallel({"a": RunConfig(), "b": RunConfig()}, tmp_path / "q", [1, 2], 2)
+    assert [(str(d.relative_to(tmp_path / "q")), c.train.seed) for c, d in queued] == [
+        ("a/seed-1", 1), ("b/seed-1", 1), ("a/seed-2", 2), ("b/seed-2", 2)]

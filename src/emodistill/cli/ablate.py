@@ -16,7 +16,7 @@ DESCRIPTION = (
     "seeds. Re-running with the same --run-dir continues an interrupted grid. Overrides as in `train` "
     "(--train.NAME VALUE; --model.NAME VALUE applies to every variant whose model has that field)."
 )
-PARENTS = common.training_options("runs/ablation-<data>-<time>")
+PARENTS = [*common.training_options("runs/ablation-<data>-<time>"), common.jobs_option()]
 OVERRIDES = True
 
 
@@ -26,9 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", nargs="+", help="subset of variants, in this order (default: all)")
     p.add_argument("--reference", default="dmd",
                    help="variant the others are paired against, seed by seed (default dmd; skipped if not run)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs trained at once, each in its own process with train.num_threads threads (1 when "
-                        "unset); e.g. --jobs 2 on 2 cores (default 1: one run after the other)")
     p.add_argument("--list", action="store_true", help="list the variants and exit")
 
 
@@ -43,8 +40,6 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
             print(f"{name:<{width}}  {v.model:<5} {v.description}" + (f" [recipe {v.recipe}]" if v.recipe else ""))
         return 0
     variants = check_variants(args.variants)
-    if args.jobs < 1:
-        raise ValueError(f"--jobs: expected a number >= 1, found {args.jobs}")
     if args.reference not in ABLATIONS:
         raise ValueError(f"--reference: expected one of the variants {list(ABLATIONS)}, found {args.reference!r}")
     cfg = make_config(args.config, data=args.data, overrides=overrides, max_epochs=args.epochs, device=args.device,

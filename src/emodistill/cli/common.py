@@ -94,6 +94,27 @@ def quiet_option(help: str = "no progress bars; one log line per epoch") -> argp
     return p
 
 
+def _jobs(text: str) -> int:
+    """argparse type of ``--jobs``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, found {text!r}")
+    return value
+
+
+def jobs_option() -> argparse.ArgumentParser:
+    """``--jobs N`` of a verb that trains a grid of runs (``ablate``, ``compare``)."""
+    p = _parent()
+    p.add_argument("--jobs", type=_jobs, default=1,
+                   help="runs trained at once, each in its own process with train.num_threads threads (1 when "
+                        "unset), seed by seed: every variant's or model's first seed before any second one; e.g. "
+                        "--jobs 2 on 2 cores (default 1: one run after the other)")
+    return p
+
+
 VERBOSE_HELP = "on an error, print the traceback and the full message (also: EMODISTILL_DEBUG=1)"
 VIDEO_VERBOSE_HELP = ("show third-party log lines (MediaPipe, TensorFlow Lite), and on an error the traceback and "
                       "the full message (also: EMODISTILL_DEBUG=1)")

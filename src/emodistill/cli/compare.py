@@ -16,7 +16,7 @@ DESCRIPTION = (
     "reused while its --recipes entry is the same. Overrides as in `train` (--model.NAME VALUE applies to the "
     "recipe's model, default dmd)."
 )
-PARENTS = common.training_options("runs/compare-<data>-<time>")
+PARENTS = [*common.training_options("runs/compare-<data>-<time>"), common.jobs_option()]
 OVERRIDES = True
 
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     if continuing:
         print(f"continuing the compare in {root}")
     run_compare(cfg, data, root, args.models, seeds, recipes=args.recipes, quiet=args.quiet,
-                perturb=args.perturb, reference=args.reference)
+                perturb=args.perturb, reference=args.reference, jobs=args.jobs)
     print((root / "compare.md").read_text())
     if args.perturb:
         print((root / "robustness.md").read_text())

@@ -30,7 +30,7 @@ from emodistill.metrics.scores import LOWER_IS_BETTER, PRIMARY_METRICS
 from emodistill.metrics.stats import grid_csv, grid_markdown, paired_differences, paired_markdown, summarize
 from emodistill.models.registry import model_fields
 from emodistill.training.config import RunConfig, with_recipe
-from emodistill.training.fit import fit_in_parallel, fit_seeds
+from emodistill.training.fit import fit_grid_in_parallel, fit_seeds
 
 GD_HOMO = ("homo_logit", "homo_reg")
 GD_HETERO = ("hetero_logit", "hetero_repr", "hetero_reg")
@@ -121,20 +121,14 @@ def run_ablation(
 
     Args:
         reference: the variant the others are paired against (skipped when it is not in the grid).
-        jobs: runs trained at once, in worker processes (:func:`~emodistill.training.fit.fit_in_parallel`).
+        jobs: runs trained at once, in worker processes, seed by seed
+            (:func:`~emodistill.training.fit.fit_grid_in_parallel`).
     """
     root = Path(root)
     names = check_variants(variants)
     configs = {name: variant_config(base, name) for name in names}  # every recipe checked before training
     if jobs > 1:
-        tasks = []
-        for name in names:
-            for seed in seeds:
-                cfg = copy.deepcopy(configs[name])
-                cfg.train.seed = seed
-                tasks.append((cfg, root / name / f"seed-{seed}"))
-        log(f"=== ablation: {len(tasks)} runs in {jobs} processes")
-        fit_in_parallel(tasks, jobs)
+        fit_grid_in_parallel(configs, root, seeds, jobs)
     summaries: dict[str, dict] = {}
     results: dict[str, list[dict]] = {}
     for name in names:

@@ -40,7 +40,7 @@ from emodistill.metrics.scores import HEADLINE_METRICS, LOWER_IS_BETTER, PRIMARY
 from emodistill.metrics.stats import grid_csv, grid_markdown, paired_differences, paired_markdown
 from emodistill.models import list_models
 from emodistill.training.config import RunConfig, check_model_config, with_recipe
-from emodistill.training.fit import fit_seeds
+from emodistill.training.fit import fit_grid_in_parallel, fit_seeds
 from emodistill.training.run_dir import is_unstarted
 
 
@@ -116,12 +116,15 @@ def run_compare(
     quiet: bool = False,
     perturb: bool = False,
     reference: str | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train every model over ``seeds`` and write the comparison files (see the module docstring); with
     ``perturb``, also the robustness curves of every run and their cross-model summary.
 
     Args:
         reference: the model the others are paired against, seed by seed (default: ``models[0]``).
+        jobs: runs trained at once, in worker processes, seed by seed: every model's first seed before any
+            second one (:func:`~emodistill.training.fit.fit_grid_in_parallel`).
 
     Raises:
         ValueError: ``reference`` is not one of ``models``.
@@ -129,6 +132,8 @@ def run_compare(
     root = Path(root)
     reference = check_reference(models, reference)
     configs = {m: model_config(base, m, recipes) for m in models}  # fail on a bad name before training
+    if jobs > 1:
+        fit_grid_in_parallel(configs, root, seeds, jobs)
     summaries, per_seed = {}, {}
     for m in models:
         log(f"=== compare: {m}")

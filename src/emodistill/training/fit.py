@@ -426,6 +426,20 @@ def fit_in_parallel(tasks: list[tuple[RunConfig, Path]], jobs: int) -> None:
             raise err
 
 
+def fit_grid_in_parallel(configs: dict[str, RunConfig], root: Path, seeds: list[int], jobs: int) -> None:
+    """Train ``root/<name>/seed-<s>`` for every ``configs`` entry and seed with :func:`fit_in_parallel`,
+    seed by seed (every entry's first seed before any second one), so that a grid stopped part-way holds
+    whole seeds, which pair across entries."""
+    tasks = []
+    for seed in seeds:
+        for name, cfg in configs.items():
+            cfg = copy.deepcopy(cfg)
+            cfg.train.seed = seed
+            tasks.append((cfg, root / name / f"seed-{seed}"))
+    log(f"=== {len(tasks)} runs in {jobs} processes")
+    fit_in_parallel(tasks, jobs)
+
+
 def _fit_task(cfg: RunConfig, run_dir: Path) -> None:
     cfg = copy.deepcopy(cfg)
     cfg.train.num_threads = cfg.train.num_threads or 1
