@@ -159,9 +159,9 @@ def test_jobs_train_seed_by_seed_in_worker_processes_to_the_same_results(mmsa_wr
     import emodistill.training.fit as fit_mod
 
     pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
-    common = ["compare", "--models", "late_fusion,tfn", "--data", str(pkl), "--seeds", "2", *TINY,
-              "--train.num_threads", "1"]
-    assert main([*common, "--run-dir", str(tmp_path / "seq")]) == 0
+    common = ["compare", "--models", "late_fusion,tfn", "--data", str(pkl), "--seeds", "2", *TINY]
+    assert main([*common, "--run-dir", str(tmp_path / "seq"), "--train.num_threads", "1"]) == 0
+    # no --train.num_threads: each worker takes 1 thread, and the parent still reuses the workers' runs
     assert main([*common, "--run-dir", str(tmp_path / "par"), "--jobs", "2"]) == 0
     assert "4 runs in 2 processes" in capsys.readouterr().err
     for model in ("late_fusion", "tfn"):

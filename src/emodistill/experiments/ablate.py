@@ -122,7 +122,8 @@ def run_ablation(
     Args:
         reference: the variant the others are paired against (skipped when it is not in the grid).
         jobs: runs trained at once, in worker processes, seed by seed
-            (:func:`~emodistill.training.fit.fit_grid_in_parallel`).
+            (:func:`~emodistill.training.fit.fit_grid_in_parallel`); each worker loads the data from
+            ``base.data``, so with ``jobs > 1``, ``data`` must be what it loads.
     """
     root = Path(root)
     names = check_variants(variants)

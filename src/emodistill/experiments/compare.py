@@ -7,7 +7,8 @@ comparison resumes where it stopped) and writes:
     ROOT/compare.md, compare.csv   test metrics per model: mean ± sample std [95% t-interval]; compare.md
                                    also pairs every model with a reference model (default: the first) seed
                                    by seed: mean difference [95% paired t-interval] (seeds where it is better)
-    ROOT/compare.json              the same, plus every seed's test metrics and run directory
+    ROOT/compare.json              the same, plus the reference, the paired differences, and every seed's
+                                   test metrics and run directory
     ROOT/compare_seeds.png         each seed's value per model for the main metrics (needs matplotlib)
     ROOT/robustness.md, .json, robustness_areas.png   with ``perturb``: area under each robustness curve
                                    per model (mean over seeds; :mod:`emodistill.experiments.robustness`)
@@ -124,7 +125,8 @@ def run_compare(
     Args:
         reference: the model the others are paired against, seed by seed (default: ``models[0]``).
         jobs: runs trained at once, in worker processes, seed by seed: every model's first seed before any
-            second one (:func:`~emodistill.training.fit.fit_grid_in_parallel`).
+            second one (:func:`~emodistill.training.fit.fit_grid_in_parallel`). Each worker loads the data
+            from ``base.data``, not from ``data``: with ``jobs > 1``, ``data`` must be what it loads.
 
     Raises:
         ValueError: ``reference`` is not one of ``models``.

@@ -201,13 +201,16 @@ def load_recipe(name_or_path: str, _chain: tuple[Path, ...] = ()) -> dict[str, A
     """A recipe's sections ``{model, train, data[, search]}`` from a shipped name or a YAML path (also a
     run's ``config.yaml``: its :data:`RUN_RECORD` keys, which describe the run, are dropped).
 
-    ``extends: OTHER`` (a shipped name, or a path relative to this file) starts from OTHER's sections; each
-    key this file sets replaces OTHER's value of that key (a whole value: a mapping such as
-    ``param_groups`` is not merged further), so a recipe can state only what differs from a published one.
+    ``extends: OTHER`` (a file next to this one, with or without ``.yaml``, else a shipped recipe; never
+    the working directory) starts from OTHER's sections; each key this file sets replaces OTHER's value of
+    that key (a whole value: a mapping such as ``param_groups`` is not merged further), so a recipe states
+    only what differs from a published one. A section set to null (``search: null``) drops OTHER's, and a
+    model section naming another model starts empty instead of from OTHER's model settings.
 
     Raises:
-        ValueError: not a mapping, a section that is not a mapping, or an ``extends`` cycle.
-        FileNotFoundError: no such recipe, here or as the ``extends`` target.
+        ValueError: not a mapping, an unknown top-level key, a section that is not a mapping, or an
+            ``extends`` that names no recipe or makes a cycle.
+        FileNotFoundError: no such recipe.
     """
     path = resolve_recipe(name_or_path)
     d = read_yaml(path) or {}
@@ -216,26 +219,47 @@ def load_recipe(name_or_path: str, _chain: tuple[Path, ...] = ()) -> dict[str, A
                          f"found a {type(d).__name__}")
     if "environment" in d or "spec" in d:  # a run's resolved configuration
         d = {k: v for k, v in d.items() if k not in RUN_RECORD}
+    unknown = [k for k in d if k not in (*RECIPE_SECTIONS, "extends")]
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; a recipe has "
+                         f"{', '.join((*RECIPE_SECTIONS, 'extends'))}")
     for section in RECIPE_SECTIONS:
         if not isinstance(d.get(section) or {}, dict):
             raise ValueError(f"{path}: section '{section}' must be a mapping (e.g. model: {{name: dmd}}), "
                              f"found {d[section]!r}")
-    parent_name = d.pop("extends", None)
-    if parent_name is None:
+    if "extends" not in d:
         return d
-    if not isinstance(parent_name, str):
-        raise ValueError(f"{path}: extends must name one recipe (a shipped name or a path), found {parent_name!r}")
+    parent_path = _extended_recipe(path, d.pop("extends"))
     chain = (*_chain, path.resolve())
-    relative = path.parent / parent_name
-    parent_path = resolve_recipe(str(relative) if relative.is_file() else parent_name)
     if parent_path.resolve() in chain:
-        raise ValueError(f"{path}: extends {parent_name!r} makes a cycle: "
+        raise ValueError(f"{path}: extends {parent_path.name!r} makes a cycle: "
                          + " -> ".join(p.name for p in (*chain, parent_path.resolve())))
     parent = load_recipe(str(parent_path), chain)
+    own_model = (d.get("model") or {}).get("name")
     for section in RECIPE_SECTIONS:
-        if section in d or section in parent:
+        if section in d and d[section] is None:  # null: drop the parent's section
+            d[section] = {}
+        elif section == "model" and own_model not in (None, (parent.get("model") or {}).get("name", "dmd")):
+            d[section] = dict(d["model"])  # another model: the parent's model settings are not its fields
+        elif section in d or section in parent:
             d[section] = {**(parent.get(section) or {}), **(d.get(section) or {})}
     return {**parent, **d}
+
+
+def _extended_recipe(path: Path, name: Any) -> Path:
+    """The file ``extends: name`` in recipe ``path`` means: next to ``path`` (with or without ``.yaml``),
+    else a shipped recipe."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{path}: extends must name one recipe (a file next to it or a shipped name), "
+                         f"found {name!r}")
+    for candidate in (path.parent / name, path.parent / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    shipped = recipe_dir() / f"{name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise ValueError(f"{path}: extends {name!r}, which is neither a file next to it nor a shipped recipe "
+                     f"({', '.join(list_recipes())})")
 
 
 def recipe_model(recipe: str | Path | None) -> str:

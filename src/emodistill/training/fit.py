@@ -354,10 +354,16 @@ def _restore_rng(st: dict, ctx: DistContext, device: torch.device) -> None:
         torch.cuda.set_rng_state_all(st["rng_cuda"])
 
 
+RESUME_MAY_CHANGE = frozenset({"max_epochs", "num_threads", "device", "eval_batch_size"})
+"""Train settings a run may continue with other values of: a longer schedule, or another place to run
+(an ``--jobs`` worker trains with 1 thread; its parent, which reuses the run, may have none set)."""
+
+
 def _check_same_config(ckpt: dict, resolved: dict, path: Path) -> None:
-    """Refuse to resume with settings that differ from the interrupted run."""
+    """Refuse to resume with settings that differ from the interrupted run (except
+    :data:`RESUME_MAY_CHANGE`)."""
     saved_train = ckpt.get("train_config") or {}
-    diffs = [k for k in saved_train if saved_train.get(k) != resolved["train"].get(k) and k != "max_epochs"]
+    diffs = [k for k in saved_train if saved_train.get(k) != resolved["train"].get(k) and k not in RESUME_MAY_CHANGE]
     if ckpt["spec"] != resolved["spec"]:
         diffs.append("data spec")
     if ckpt["model_name"] != resolved["model"]["name"]:
@@ -410,7 +416,8 @@ def fit_in_parallel(tasks: list[tuple[RunConfig, Path]], jobs: int) -> None:
     taking all of them.
 
     Raises:
-        The first error of any run, after the runs already started have finished.
+        The first error of any run, once every queued run has been tried (a failing run does not stop the
+        others).
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
