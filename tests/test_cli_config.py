@@ -160,8 +160,8 @@ def test_a_recipe_extends_another_key_by_key(tmp_path):
                                          r"nor a shipped recipe \(dhmd_synth_tuned, "):
         load_recipe(str(child))
     child.write_text("extend: misa_mosi\nmodel: {hidden: 8}\n")  # a typo is named, not a traceback
-    with pytest.raises(ValueError, match=r"child.yaml: unknown top-level key\(s\) \['extend'\]; a recipe has "
-                                         r"model, train, data, search, extends$"):
+    with pytest.raises(ValueError, match=r"child.yaml: unknown top-level key\(s\) \['extend'\]; expected some "
+                                         r"of model, train, data, search, extends$"):
         load_recipe(str(child))
 
 

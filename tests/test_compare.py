@@ -156,7 +156,7 @@ def test_a_model_without_a_trained_epoch_may_take_another_recipe(tmp_path):
 def test_jobs_train_seed_by_seed_in_worker_processes_to_the_same_results(mmsa_writer, tmp_path, capsys, monkeypatch):
     """--jobs 2: the runs of a sequential compare, trained in two processes; the queue is seed-major, so a
     compare stopped part-way holds whole seeds of every model."""
-    import emodistill.training.fit as fit_mod
+    import emodistill.training.parallel as parallel
 
     pkl = mmsa_writer(tmp_path / "d.pkl", n=(16, 6, 6))
     common = ["compare", "--models", "late_fusion,tfn", "--data", str(pkl), "--seeds", "2", *TINY]
@@ -171,7 +171,7 @@ def test_jobs_train_seed_by_seed_in_worker_processes_to_the_same_results(mmsa_wr
             assert a["test"] == b["test"] and a["valid"] == b["valid"]
 
     queued = []
-    monkeypatch.setattr(fit_mod, "fit_in_parallel", lambda tasks, jobs: queued.extend(tasks))
-    fit_mod.fit_grid_in_parallel({"a": RunConfig(), "b": RunConfig()}, tmp_path / "q", [1, 2], 2)
+    monkeypatch.setattr(parallel, "fit_in_parallel", lambda tasks, jobs: queued.extend(tasks))
+    parallel.fit_grid_in_parallel({"a": RunConfig(), "b": RunConfig()}, tmp_path / "q", [1, 2], 2)
     assert [(str(d.relative_to(tmp_path / "q")), c.train.seed) for c, d in queued] == [
         ("a/seed-1", 1), ("b/seed-1", 1), ("a/seed-2", 2), ("b/seed-2", 2)]

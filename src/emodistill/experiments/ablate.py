@@ -30,7 +30,8 @@ from emodistill.metrics.scores import LOWER_IS_BETTER, PRIMARY_METRICS
 from emodistill.metrics.stats import grid_csv, grid_markdown, paired_differences, paired_markdown, summarize
 from emodistill.models.registry import model_fields
 from emodistill.training.config import RunConfig, with_recipe
-from emodistill.training.fit import fit_grid_in_parallel, fit_seeds
+from emodistill.training.fit import fit_seeds
+from emodistill.training.parallel import fit_grid_in_parallel
 
 GD_HOMO = ("homo_logit", "homo_reg")
 GD_HETERO = ("hetero_logit", "hetero_repr", "hetero_reg")
@@ -122,7 +123,7 @@ def run_ablation(
     Args:
         reference: the variant the others are paired against (skipped when it is not in the grid).
         jobs: runs trained at once, in worker processes, seed by seed
-            (:func:`~emodistill.training.fit.fit_grid_in_parallel`); each worker loads the data from
+            (:func:`~emodistill.training.parallel.fit_grid_in_parallel`); each worker loads the data from
             ``base.data``, so with ``jobs > 1``, ``data`` must be what it loads.
     """
     root = Path(root)

@@ -41,7 +41,8 @@ from emodistill.metrics.scores import HEADLINE_METRICS, LOWER_IS_BETTER, PRIMARY
 from emodistill.metrics.stats import grid_csv, grid_markdown, paired_differences, paired_markdown
 from emodistill.models import list_models
 from emodistill.training.config import RunConfig, check_model_config, with_recipe
-from emodistill.training.fit import fit_grid_in_parallel, fit_seeds
+from emodistill.training.fit import fit_seeds
+from emodistill.training.parallel import fit_grid_in_parallel
 from emodistill.training.run_dir import is_unstarted
 
 
@@ -125,7 +126,7 @@ def run_compare(
     Args:
         reference: the model the others are paired against, seed by seed (default: ``models[0]``).
         jobs: runs trained at once, in worker processes, seed by seed: every model's first seed before any
-            second one (:func:`~emodistill.training.fit.fit_grid_in_parallel`). Each worker loads the data
+            second one (:func:`~emodistill.training.parallel.fit_grid_in_parallel`). Each worker loads the data
             from ``base.data``, not from ``data``: with ``jobs > 1``, ``data`` must be what it loads.
 
     Raises:

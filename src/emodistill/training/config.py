@@ -221,7 +221,7 @@ def load_recipe(name_or_path: str, _chain: tuple[Path, ...] = ()) -> dict[str, A
         d = {k: v for k, v in d.items() if k not in RUN_RECORD}
     unknown = [k for k in d if k not in (*RECIPE_SECTIONS, "extends")]
     if unknown:
-        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; a recipe has "
+        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; expected some of "
                          f"{', '.join((*RECIPE_SECTIONS, 'extends'))}")
     for section in RECIPE_SECTIONS:
         if not isinstance(d.get(section) or {}, dict):
