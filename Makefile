@@ -28,6 +28,7 @@ setup: $(VENV)/.installed
 
 demo: $(VENV)/.core
 	$(BIN)/emodistill train --config dmd_synth_demo --quiet
+	@echo "dmd_synth_demo is a 12-epoch schedule for a first look; to compare DMD with other models use its recipe tuned on this data, --config dmd_synth_tuned (README: Comparing models)"
 
 # scripts/test-postgres.sh: Debian's PostgreSQL server binaries for the shared-study tests of `emodistill tune`
 # (installed when root with apt-get; otherwise those tests are skipped, or fail with EMODISTILL_REQUIRE_POSTGRES=1)
