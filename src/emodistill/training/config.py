@@ -177,13 +177,19 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
 
 
+def _shipped_recipe(name: str) -> Path | None:
+    """The shipped recipe called ``name`` (with or without ``.yaml``), or None."""
+    shipped = recipe_dir() / f"{name.removesuffix('.yaml')}.yaml"
+    return shipped if shipped.is_file() else None
+
+
 def resolve_recipe(name_or_path: str) -> Path:
     """A recipe file path, or the name of a shipped recipe (e.g. ``dmd_mosi_aligned``)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = recipe_dir() / f"{name_or_path.removesuffix('.yaml')}.yaml"
-    if shipped.is_file():
+    shipped = _shipped_recipe(name_or_path)
+    if shipped is not None:
         return shipped
     raise FileNotFoundError(f"{name_or_path}: no such recipe file; shipped recipes: {', '.join(list_recipes())}")
 
@@ -255,8 +261,8 @@ def _extended_recipe(path: Path, name: Any) -> Path:
     for candidate in (path.parent / name, path.parent / f"{name}.yaml"):
         if candidate.is_file():
             return candidate
-    shipped = recipe_dir() / f"{name.removesuffix('.yaml')}.yaml"
-    if shipped.is_file():
+    shipped = _shipped_recipe(name)
+    if shipped is not None:
         return shipped
     raise ValueError(f"{path}: extends {name!r}, which is neither a file next to it nor a shipped recipe "
                      f"({', '.join(list_recipes())})")

@@ -39,7 +39,7 @@ from emodistill.metrics.dictionary import dictionary_summary
 from emodistill.metrics.scores import compute_metrics
 from emodistill.metrics.stats import summarize, summary_csv, summary_markdown
 from emodistill.models import create_model
-from emodistill.training.config import RunConfig
+from emodistill.training.config import RUN_ENVIRONMENT, RunConfig
 from emodistill.training.distributed import (
     DistContext,
     gather_objects,
@@ -353,9 +353,10 @@ def _restore_rng(st: dict, ctx: DistContext, device: torch.device) -> None:
         torch.cuda.set_rng_state_all(st["rng_cuda"])
 
 
-RESUME_MAY_CHANGE = frozenset({"max_epochs", "num_threads", "device", "eval_batch_size"})
+RESUME_MAY_CHANGE = frozenset({"max_epochs", *RUN_ENVIRONMENT} - {"seed", "deterministic"})
 """Train settings a run may continue with other values of: a longer schedule, or another place to run
-(an ``--jobs`` worker trains with 1 thread; its parent, which reuses the run, may have none set)."""
+(:data:`~emodistill.training.config.RUN_ENVIRONMENT` but the seed and determinism; an ``--jobs`` worker
+trains with 1 thread, and its parent, which reuses the run, may have none set)."""
 
 
 def _check_same_config(ckpt: dict, resolved: dict, path: Path) -> None:
